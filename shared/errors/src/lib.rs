@@ -25,7 +25,7 @@ pub use problem::{PROBLEM_CONTENT_TYPE, Problem};
 pub const ERROR_DOMAIN: &str = "locksmith";
 
 /// One bad field of a request, by wire path.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldViolation {
     /// Path of the field (`display_name`, `settings.region`).
     pub field: String,

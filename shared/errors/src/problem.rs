@@ -8,7 +8,7 @@ use crate::FieldViolation;
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// An RFC 9457 problem with Locksmith's extension members.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// `urn:locksmith:error:<REASON>`; the reason equals the gRPC ErrorInfo reason.
     #[serde(rename = "type")]

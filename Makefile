@@ -1,0 +1,44 @@
+# Locksmith — the two commands that matter: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+TOOLS := tests/tools
+
+.PHONY: help run test fmt fmt-check clippy unit smoke proto-lint tools pki clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+run: ## Build and start the whole suite on loopback (dev CA created if missing); Ctrl-C stops it
+	@deploy/dev/run.sh
+
+test: tools fmt-check clippy proto-lint unit smoke ## Everything CI runs: format, lints, proto lint, all tests, the make-run smoke test
+
+tools: ## Install what the tests need (buf, from npm, into tests/tools)
+	@cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+proto-lint: ## buf lint (STANDARD rules) over proto/
+	@cd proto && ../$(TOOLS)/node_modules/.bin/buf lint
+
+unit: ## Unit tests and the integration-test binary
+	$(CARGO) test --workspace --locked
+
+smoke: ## Start the suite with `make run` and drive it with curl
+	@tests/smoke.sh
+
+pki: ## Create the dev CA and service certificates in var/pki (kept if present)
+	$(CARGO) run -q -p locksmith-cli -- pki init --dir var/pki
+
+clean: ## Remove build output and local state
+	$(CARGO) clean
+	rm -rf var $(TOOLS)/node_modules

@@ -1,0 +1,85 @@
+//! gRPC clients for the services behind the edge: one lazily connected mTLS
+//! channel per service, with W3C trace context injected into every call.
+
+use std::time::Duration;
+
+use locksmith_proto::registry::v1::tenant_registry_service_client::TenantRegistryServiceClient;
+use locksmith_telemetry::{GrpcClientTraceLayer, GrpcClientTraceService};
+use locksmith_tls::TlsMaterial;
+use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tower::ServiceBuilder;
+
+use crate::config::{Endpoint, Services};
+
+/// A channel that traces every call.
+pub type TracedChannel = GrpcClientTraceService<Channel>;
+
+/// Connect timeout for a backend; calls themselves are bounded by the edge's request timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `/ready` waits for one health answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The edge's clients.
+#[derive(Clone)]
+pub struct Backends {
+    /// The tenant registry.
+    pub registry: TenantRegistryServiceClient<TracedChannel>,
+    health: Vec<(&'static str, HealthClient<TracedChannel>)>,
+}
+
+/// Why the clients could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("backend {name} at {url}: {source}")]
+pub struct BackendError {
+    name: &'static str,
+    url: String,
+    source: tonic::transport::Error,
+}
+
+fn channel(name: &'static str, endpoint: &Endpoint, tls: &TlsMaterial) -> Result<TracedChannel, BackendError> {
+    let err = |source| BackendError {
+        name,
+        url: endpoint.url.clone(),
+        source,
+    };
+    let channel = TonicEndpoint::from_shared(endpoint.url.clone())
+        .map_err(err)?
+        .tls_config(tls.client_tls(&endpoint.server_name))
+        .map_err(err)?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .connect_lazy();
+    Ok(ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel))
+}
+
+impl Backends {
+    /// Clients for every configured service. Channels connect on first use,
+    /// so the edge starts (and answers `/health`) while a service is down.
+    pub fn connect(services: &Services, tls: &TlsMaterial) -> Result<Self, BackendError> {
+        let registry = channel("registry", &services.registry, tls)?;
+        Ok(Self {
+            registry: TenantRegistryServiceClient::new(registry.clone()),
+            health: vec![("registry", HealthClient::new(registry))],
+        })
+    }
+
+    /// Each service's name and whether it reports SERVING.
+    pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let checks = self.health.iter().map(|(name, client)| {
+            let mut client = client.clone();
+            async move {
+                let call = client.check(HealthCheckRequest { service: String::new() });
+                let outcome = match tokio::time::timeout(HEALTH_TIMEOUT, call).await {
+                    Err(_) => Err("no answer in time".to_owned()),
+                    Ok(Err(status)) => Err(format!("{:?}", status.code())),
+                    Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
+                    Ok(Ok(_)) => Err("not serving".to_owned()),
+                };
+                (*name, outcome)
+            }
+        });
+        futures::future::join_all(checks).await
+    }
+}

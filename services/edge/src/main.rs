@@ -1,0 +1,34 @@
+//! `locksmith-edge`: the HTTP edge process.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use locksmith_edge::{Backends, EdgeConfig};
+
+/// The Locksmith HTTP edge.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Config file; `LOCKSMITH_*` variables override its keys.
+    #[arg(long, env = "LOCKSMITH_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    locksmith_tls::install_crypto_provider();
+    let telemetry = locksmith_telemetry::init_from_env("locksmith-edge")?;
+    let config: EdgeConfig = locksmith_config::load(args.config.as_deref(), std::env::vars())?;
+    let tls = config.tls.load().context("loading TLS material")?;
+    let backends = Backends::connect(&config.services, &tls)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %config.listen, "edge serving");
+    locksmith_edge::serve(listener, backends, &config, locksmith_telemetry::shutdown_signal()).await?;
+    tracing::info!("edge stopped");
+    telemetry.shutdown();
+    Ok(())
+}

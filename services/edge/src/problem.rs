@@ -1,0 +1,115 @@
+//! Every error leaves the edge as RFC 9457 problem+json.
+//!
+//! Handlers, extractors and the router fallback return [`Failure`], which
+//! becomes a bare response carrying the [`ApiError`] in its extensions. The
+//! [`render_problems`] middleware, which knows the request (its path and id)
+//! and runs inside the request span (its trace id), writes the body. One
+//! place renders every problem, so none can miss the request id.
+
+use axum::{
+    extract::{Request, rejection::JsonRejection},
+    http::{HeaderValue, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use locksmith_errors::{ApiError, ErrorCode, PROBLEM_CONTENT_TYPE};
+
+use crate::request_id::RequestId;
+
+/// An error on its way to the caller.
+#[derive(Debug)]
+pub struct Failure(pub ApiError);
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure(e)
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        let err = ApiError::from_status(&status);
+        if err.code == ErrorCode::Internal || err.code == ErrorCode::Unavailable {
+            tracing::error!(code = ?status.code(), message = status.message(), "backend call failed");
+        }
+        Failure(err)
+    }
+}
+
+impl From<JsonRejection> for Failure {
+    fn from(rejection: JsonRejection) -> Self {
+        let code = match rejection.status().as_u16() {
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::InvalidArgument,
+        };
+        let detail = match code {
+            ErrorCode::PayloadTooLarge => "the request body is larger than the edge accepts".to_owned(),
+            ErrorCode::UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)".to_owned(),
+            // serde's message names the field or the position; it never echoes a value.
+            _ => rejection.body_text(),
+        };
+        Failure(ApiError::new(code, detail))
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = self.0.code.http_status().into_response();
+        response.extensions_mut().insert(self.0);
+        response
+    }
+}
+
+/// Middleware: renders the problem body of any response that carries an
+/// [`ApiError`], and turns axum's own bare 404/405/413 answers into problems.
+pub async fn render_problems(request: Request, next: Next) -> Response {
+    let instance = request.uri().path().to_owned();
+    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let mut response = next.run(request).await;
+    let error = match response.extensions_mut().remove::<ApiError>() {
+        Some(e) => e,
+        None => match bare_error(&response) {
+            Some(e) => e,
+            None => return response,
+        },
+    };
+    let problem = error.to_problem(Some(instance), request_id, locksmith_telemetry::current_trace_id());
+    let body = match serde_json::to_vec(&problem) {
+        Ok(b) => b,
+        Err(_) => return error.code.http_status().into_response(),
+    };
+    let mut out = (error.code.http_status(), body).into_response();
+    out.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    if let Some(after) = error.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&after.as_secs().to_string()) {
+            out.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    for name in [header::ALLOW] {
+        if let Some(v) = response.headers().get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+/// axum and tower answer some errors themselves with an empty body.
+fn bare_error(response: &Response) -> Option<ApiError> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    if response.headers().get(header::CONTENT_TYPE).is_some() {
+        return None;
+    }
+    let (code, detail) = match status.as_u16() {
+        404 => (ErrorCode::NotFound, "no such route"),
+        405 => (ErrorCode::MethodNotAllowed, "this route does not serve that method"),
+        408 | 504 => (ErrorCode::Timeout, "the request took too long"),
+        413 => (ErrorCode::PayloadTooLarge, "the request body is larger than the edge accepts"),
+        _ => (ErrorCode::Internal, "internal error; see the edge log"),
+    };
+    Some(ApiError::new(code, detail))
+}

@@ -1,0 +1,26 @@
+//! The registry's configuration (see `deploy/config/registry.toml`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use locksmith_tls::TlsFiles;
+use serde::Deserialize;
+
+/// Everything the registry process needs to start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// gRPC listen address (mTLS).
+    pub listen: SocketAddr,
+    /// The service's certificate, key and the suite CA.
+    pub tls: TlsFiles,
+    /// Where records live.
+    pub storage: StorageConfig,
+}
+
+/// Storage backend settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The embedded store's SQLite file.
+    pub path: PathBuf,
+}

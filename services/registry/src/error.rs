@@ -1,0 +1,88 @@
+//! The registry's errors and their one mapping onto the suite's error model.
+
+use locksmith_domain::Invalid;
+use locksmith_errors::{ApiError, ErrorCode, FieldViolation};
+
+use crate::store::StoreError;
+
+/// Everything a registry call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The request is malformed; every bad field is named.
+    #[error("invalid request: {0}")]
+    Invalid(#[from] Invalid),
+    /// No such resource (`what` is e.g. "tenant 'acme'").
+    #[error("{what} does not exist")]
+    NotFound {
+        /// The resource.
+        what: String,
+    },
+    /// The id is taken.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// The resource.
+        what: String,
+    },
+    /// Check-and-set failed.
+    #[error("{what} is at version {current}, not {given}")]
+    VersionConflict {
+        /// The resource.
+        what: String,
+        /// Its stored version.
+        current: u64,
+        /// The version the caller based its change on.
+        given: u64,
+    },
+    /// Storage failed; logged where it is turned into a status.
+    #[error(transparent)]
+    Storage(StoreError),
+    /// A stored document no longer parses; logged, answered as internal.
+    #[error("stored record for {what} is corrupt: {reason}")]
+    Corrupt {
+        /// The resource.
+        what: String,
+        /// The parser's message.
+        reason: String,
+    },
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(err: RegistryError) -> Self {
+        match err {
+            RegistryError::Invalid(invalid) => ApiError::invalid(
+                invalid
+                    .0
+                    .into_iter()
+                    .map(|e| FieldViolation {
+                        field: e.field,
+                        description: e.message,
+                    })
+                    .collect(),
+            ),
+            e @ RegistryError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            e @ RegistryError::AlreadyExists { .. } => ApiError::new(ErrorCode::AlreadyExists, e.to_string()),
+            e @ RegistryError::VersionConflict { .. } => {
+                ApiError::new(ErrorCode::VersionConflict, e.to_string())
+            }
+            RegistryError::Storage(e) => {
+                tracing::error!(error = %e, "registry storage failed");
+                ApiError::new(ErrorCode::Unavailable, "the registry's storage is unavailable")
+            }
+            e @ RegistryError::Corrupt { .. } => {
+                tracing::error!(error = %e, "corrupt registry record");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<RegistryError> for tonic::Status {
+    fn from(err: RegistryError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+/// One invalid field as a registry error.
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(Invalid(vec![locksmith_domain::FieldError::new(field, message)]))
+}

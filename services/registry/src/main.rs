@@ -1,0 +1,36 @@
+//! `locksmith-registry`: the tenant registry process.
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use clap::Parser;
+use locksmith_registry::{Registry, RegistryConfig, SqliteStore, server, system_clock};
+
+/// The Locksmith tenant registry (gRPC over mTLS).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Config file; `LOCKSMITH_*` variables override its keys.
+    #[arg(long, env = "LOCKSMITH_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    locksmith_tls::install_crypto_provider();
+    let telemetry = locksmith_telemetry::init_from_env("locksmith-registry")?;
+    let config: RegistryConfig = locksmith_config::load(args.config.as_deref(), std::env::vars())?;
+    let tls = config.tls.load().context("loading TLS material")?;
+    let store = SqliteStore::open(&config.storage.path)
+        .with_context(|| format!("opening {}", config.storage.path.display()))?;
+    let registry = Arc::new(Registry::new(store, system_clock()));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %config.listen, "registry serving");
+    server::serve(listener, &tls, registry, locksmith_telemetry::shutdown_signal()).await?;
+    tracing::info!("registry stopped");
+    telemetry.shutdown();
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Locksmith's public gRPC contract: prost messages and tonic stubs generated
+//! from `proto/`. Services keep these types at their edges and convert them to
+//! domain types (`locksmith-domain`) on receipt.
+
+/// Encoded `FileDescriptorSet` of every Locksmith proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/locksmith_descriptor.bin"));
+
+/// `locksmith.registry.v1`: tenants, orgs, bots and users.
+pub mod registry {
+    /// Version 1 of the registry API.
+    #[allow(clippy::all, clippy::pedantic, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("locksmith.registry.v1");
+    }
+}

@@ -1,0 +1,189 @@
+//! Who may call which RPC: a tower layer over tonic servers that reads the
+//! caller's certificate identity and checks it against an allow-list.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tower::{Layer, Service};
+
+use crate::{Identity, ServiceName};
+
+/// One kind of caller an RPC admits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Allowed {
+    /// Exactly this service.
+    Service(ServiceName),
+    /// Any suite service.
+    AnyService,
+    /// Any tenant workload (the handler must confine it to its tenant).
+    AnyWorkload,
+    /// Any identity the suite CA issued.
+    AnyIdentity,
+}
+
+impl Allowed {
+    fn admits(&self, id: &Identity) -> bool {
+        match (self, id) {
+            (Allowed::Service(want), Identity::Service(got)) => want == got,
+            (Allowed::AnyService, Identity::Service(_)) => true,
+            (Allowed::AnyWorkload, Identity::Workload { .. }) => true,
+            (Allowed::AnyIdentity, _) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Per-RPC allow-lists, deny by default.
+#[derive(Clone, Debug, Default)]
+pub struct AllowList {
+    methods: HashMap<String, Vec<Allowed>>,
+    services: HashMap<String, Vec<Allowed>>,
+}
+
+impl AllowList {
+    /// An empty list: everything is denied.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Admits `who` to `path`: a full method (`/pkg.Service/Method`) or every
+    /// method of a service (`/pkg.Service/*`).
+    pub fn allow(mut self, path: &str, who: impl IntoIterator<Item = Allowed>) -> Self {
+        let (map, key) = match path.strip_suffix("/*") {
+            Some(service) => (&mut self.services, service.to_owned()),
+            None => (&mut self.methods, path.to_owned()),
+        };
+        map.entry(key).or_default().extend(who);
+        self
+    }
+
+    /// Whether `id` may call `path`.
+    pub fn permits(&self, path: &str, id: &Identity) -> bool {
+        let service = path.rsplit_once('/').map_or(path, |(service, _)| service);
+        self.methods
+            .get(path)
+            .into_iter()
+            .chain(self.services.get(service))
+            .flatten()
+            .any(|rule| rule.admits(id))
+    }
+}
+
+/// The authenticated caller, in the request's extensions for handlers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller(pub Identity);
+
+/// `Server::builder().layer(MtlsAuthLayer::new(list))`.
+#[derive(Clone, Debug)]
+pub struct MtlsAuthLayer {
+    allow: Arc<AllowList>,
+}
+
+impl MtlsAuthLayer {
+    /// Enforces `allow` on every call.
+    pub fn new(allow: AllowList) -> Self {
+        Self { allow: Arc::new(allow) }
+    }
+}
+
+impl<S> Layer<S> for MtlsAuthLayer {
+    type Service = MtlsAuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MtlsAuthService {
+            inner,
+            allow: Arc::clone(&self.allow),
+        }
+    }
+}
+
+/// The service made by [`MtlsAuthLayer`].
+#[derive(Clone, Debug)]
+pub struct MtlsAuthService<S> {
+    inner: S,
+    allow: Arc<AllowList>,
+}
+
+/// The caller's identity from its TLS leaf certificate.
+fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, tonic::Status> {
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .filter(|certs| !certs.is_empty())
+        .ok_or_else(|| tonic::Status::unauthenticated("a client certificate issued by the suite CA is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| tonic::Status::unauthenticated("empty client certificate chain"))?;
+    Identity::from_cert_der(leaf.as_ref())
+        .map_err(|e| tonic::Status::unauthenticated(format!("client certificate has no Locksmith identity: {e}")))
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for MtlsAuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let verdict = caller_identity(&request).and_then(|id| {
+            if self.allow.permits(&path, &id) {
+                Ok(id)
+            } else {
+                Err(tonic::Status::permission_denied(format!("{id} may not call {path}")))
+            }
+        });
+        match verdict {
+            Ok(id) => {
+                request.extensions_mut().insert(Caller(id));
+                Box::pin(self.inner.call(request))
+            }
+            Err(status) => {
+                tracing::warn!(%path, code = ?status.code(), reason = status.message(), "call refused");
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_by_default_exact_and_wildcard_rules() {
+        let edge = Identity::Service(ServiceName::Edge);
+        let proxy = Identity::Service(ServiceName::Proxy);
+        let workload = Identity::workload("acme", "billing").unwrap();
+        let list = AllowList::new()
+            .allow("/a.B/Write", [Allowed::Service(ServiceName::Edge)])
+            .allow("/a.B/Read", [Allowed::AnyService, Allowed::AnyWorkload])
+            .allow("/grpc.health.v1.Health/*", [Allowed::AnyIdentity]);
+        assert!(list.permits("/a.B/Write", &edge));
+        assert!(!list.permits("/a.B/Write", &proxy));
+        assert!(!list.permits("/a.B/Write", &workload));
+        assert!(list.permits("/a.B/Read", &proxy) && list.permits("/a.B/Read", &workload));
+        assert!(list.permits("/grpc.health.v1.Health/Check", &workload));
+        assert!(!list.permits("/a.B/Other", &edge), "unlisted methods are denied");
+        assert!(!list.permits("/a.B/Write/", &edge));
+        assert!(!AllowList::new().permits("/a.B/Read", &edge));
+    }
+}

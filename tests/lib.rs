@@ -1,0 +1,1 @@
+//! Shared helpers live in `suite/`; this library is intentionally empty.

@@ -1,0 +1,171 @@
+//! Starting the suite in-process, and small HTTP helpers.
+
+use std::{net::SocketAddr, path::Path, sync::{Arc, OnceLock}};
+
+use locksmith_edge::{
+    Backends, EdgeConfig,
+    config::{Endpoint, Limits, Services},
+};
+use locksmith_proto::registry::v1::tenant_registry_service_client::TenantRegistryServiceClient;
+use locksmith_registry::{Registry, SqliteStore, server, system_clock};
+use locksmith_tls::{ServiceName, TlsFiles, TlsMaterial};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint as TonicEndpoint};
+
+/// Spans of every test in this process (tests filter by their own trace id).
+pub fn spans() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let guard = locksmith_telemetry::init_with_provider(provider, "info").expect("telemetry");
+        // The process lives as long as the tests; keep the provider with it.
+        std::mem::forget(guard);
+        exporter
+    })
+}
+
+/// A running registry + edge pair. Dropping it stops both.
+pub struct Suite {
+    pub edge: String,
+    pub registry_addr: SocketAddr,
+    pub pki: TempDir,
+    pub http: reqwest::Client,
+    stop: Vec<oneshot::Sender<()>>,
+}
+
+fn stop_signal() -> (oneshot::Sender<()>, impl std::future::Future<Output = ()> + Send + 'static) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+pub fn load_tls(dir: &Path, service: ServiceName) -> TlsMaterial {
+    TlsFiles::in_dir(dir, service).load().unwrap()
+}
+
+impl Suite {
+    pub async fn start() -> Suite {
+        spans();
+        locksmith_tls::install_crypto_provider();
+        let pki = tempfile::tempdir().unwrap();
+        locksmith_tls::init_dir(pki.path(), time::OffsetDateTime::now_utc(), false).unwrap();
+
+        let registry_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let registry_addr = registry_listener.local_addr().unwrap();
+        let registry = Arc::new(Registry::new(SqliteStore::in_memory().unwrap(), system_clock()));
+        let registry_tls = load_tls(pki.path(), ServiceName::Registry);
+        let (stop_registry, registry_stopped) = stop_signal();
+        tokio::spawn(async move {
+            server::serve(registry_listener, &registry_tls, registry, registry_stopped)
+                .await
+                .unwrap();
+        });
+
+        let config = EdgeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            tls: TlsFiles::in_dir(pki.path(), ServiceName::Edge),
+            services: Services {
+                registry: Endpoint {
+                    url: format!("https://{registry_addr}"),
+                    server_name: "localhost".into(),
+                },
+            },
+            limits: Limits::default(),
+        };
+        let backends = Backends::connect(&config.services, &config.tls.load().unwrap()).unwrap();
+        let edge_listener = TcpListener::bind(config.listen).await.unwrap();
+        let edge = format!("http://{}", edge_listener.local_addr().unwrap());
+        let (stop_edge, edge_stopped) = stop_signal();
+        tokio::spawn(async move {
+            locksmith_edge::serve(edge_listener, backends, &config, edge_stopped).await.unwrap();
+        });
+
+        Suite {
+            edge,
+            registry_addr,
+            pki,
+            http: reqwest::Client::new(),
+            stop: vec![stop_registry, stop_edge],
+        }
+    }
+
+    /// Stops the registry; the edge keeps running.
+    pub fn stop_registry(&mut self) {
+        drop(self.stop.remove(0));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.edge)
+    }
+
+    /// Sends `body` (JSON) with `method` to `path`; answers status and JSON body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// A registry client presenting `tls` (the suite's or a foreign one).
+    pub async fn registry_client_with(&self, tls: ClientTlsConfig) -> TenantRegistryServiceClient<Channel> {
+        let channel = TonicEndpoint::from_shared(format!("https://{}", self.registry_addr))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect_lazy();
+        TenantRegistryServiceClient::new(channel)
+    }
+
+    /// A registry client holding the certificate of `service`.
+    pub async fn registry_client_as(&self, service: ServiceName) -> TenantRegistryServiceClient<Channel> {
+        self.registry_client_with(load_tls(self.pki.path(), service).client_tls("localhost")).await
+    }
+}
+
+/// Asserts `body` is a problem of `reason` with HTTP `status`, and returns its detail.
+pub fn assert_problem(status: u16, body: &Value, want_status: u16, reason: &str) -> String {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["type"], format!("urn:locksmith:error:{reason}"), "{body}");
+    assert_eq!(body["status"], want_status, "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    assert!(body["request_id"].is_string(), "{body}");
+    body["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Creates tenant `id` through the edge.
+pub async fn create_tenant(suite: &Suite, id: &str) -> Value {
+    let (status, body) = suite
+        .post("/tenants", serde_json::json!({"id": id, "display_name": format!("Tenant {id}")}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}

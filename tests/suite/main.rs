@@ -1,0 +1,14 @@
+//! The suite's one integration-test binary. Each test starts the services it
+//! needs in-process on loopback ports (a fresh PKI, a fresh store) and talks to
+//! them the way real callers do: HTTP to the edge, mTLS gRPC to the services.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+mod bad_input;
+mod grpc;
+mod members;
+mod mtls;
+mod pagination;
+mod tenants;
+mod trace;
