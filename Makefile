@@ -16,7 +16,7 @@ run: ## Build and start the whole suite on loopback (dev CA created if missing);
 test: tools fmt-check clippy proto-lint unit smoke ## Everything CI runs: format, lints, proto lint, all tests, the make-run smoke test
 
 tools: ## Install what the tests need (buf, from npm, into tests/tools)
-	@cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	@cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

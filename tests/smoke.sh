@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
 log="$work/run.log"
-export LOCKSMITH_HOME="$work/state" REGISTRY_ADDR=127.0.0.1:17101 EDGE_ADDR=127.0.0.1:18080
+export STATE_DIR="$work/state" REGISTRY_ADDR=127.0.0.1:17101 EDGE_ADDR=127.0.0.1:18080
 edge="http://$EDGE_ADDR"
 
 deploy/dev/run.sh >"$log" 2>&1 &

@@ -11,10 +11,11 @@ cargo_flags=()
 cargo build "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-edge
 bin="target/$profile"
 
-# Where state lives and where the processes listen. The defaults match
+# Where state lives and where the processes listen (not LOCKSMITH_* names:
+# those are config keys, and the services refuse unknown keys). The defaults match
 # deploy/config/*.toml; the variables below override the files' keys, which is
 # also how a deployment overrides them (LOCKSMITH_<KEY>, "__" between levels).
-home=${LOCKSMITH_HOME:-var}
+home=${STATE_DIR:-var}
 registry_addr=${REGISTRY_ADDR:-127.0.0.1:7101}
 edge_addr=${EDGE_ADDR:-127.0.0.1:8080}
 edge_url="http://$edge_addr"

@@ -24,7 +24,9 @@ async fn malformed_tenant_ids_are_refused_in_bodies_and_paths() {
         ("a/b", "only lowercase letters, digits and '-'"),
     ];
     for (id, why) in cases {
-        let (status, body) = suite.post("/tenants", json!({"id": id, "display_name": "X"})).await;
+        let (status, body) = suite
+            .post("/tenants", json!({"id": id, "display_name": "X"}))
+            .await;
         let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
         assert!(detail.contains(why), "{id:?}: {detail}");
         assert_eq!(body["errors"][0]["field"], "id", "{body}");
@@ -39,7 +41,11 @@ async fn malformed_tenant_ids_are_refused_in_bodies_and_paths() {
         ("a%252Fb", "only lowercase"),
         ("%00", "must start with"),
     ] {
-        for path in [format!("/tenants/{raw}"), format!("/tenants/{raw}/status"), format!("/tenants/{raw}/orgs")] {
+        for path in [
+            format!("/tenants/{raw}"),
+            format!("/tenants/{raw}/status"),
+            format!("/tenants/{raw}/orgs"),
+        ] {
             let (status, body) = suite.get(&path).await;
             let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
             assert!(detail.contains(why), "{path}: {detail}");
@@ -56,19 +62,36 @@ async fn malformed_tenant_ids_are_refused_in_bodies_and_paths() {
 async fn duplicates_stale_versions_and_unknown_tenants() {
     let suite = Suite::start().await;
     let original = create_tenant(&suite, "acme").await;
-    let (status, body) = suite.post("/tenants", json!({"id": "acme", "display_name": "Other"})).await;
+    let (status, body) = suite
+        .post("/tenants", json!({"id": "acme", "display_name": "Other"}))
+        .await;
     let detail = assert_problem(status, &body, 409, "ALREADY_EXISTS");
     assert!(detail.contains("tenant 'acme' already exists"), "{detail}");
 
-    suite.patch("/tenants/acme", json!({"version": 1, "display_name": "Acme 2"})).await;
-    let (status, body) = suite.patch("/tenants/acme", json!({"version": 1, "display_name": "Acme 3"})).await;
+    suite
+        .patch(
+            "/tenants/acme",
+            json!({"version": 1, "display_name": "Acme 2"}),
+        )
+        .await;
+    let (status, body) = suite
+        .patch(
+            "/tenants/acme",
+            json!({"version": 1, "display_name": "Acme 3"}),
+        )
+        .await;
     let detail = assert_problem(status, &body, 409, "VERSION_CONFLICT");
     assert_eq!(detail, "tenant 'acme' is at version 2, not 1");
 
     let (status, body) = suite.get("/tenants/nobody").await;
     let detail = assert_problem(status, &body, 404, "NOT_FOUND");
     assert_eq!(detail, "tenant 'nobody' does not exist");
-    let (status, body) = suite.patch("/tenants/nobody", json!({"version": 1, "display_name": "X"})).await;
+    let (status, body) = suite
+        .patch(
+            "/tenants/nobody",
+            json!({"version": 1, "display_name": "X"}),
+        )
+        .await;
     assert_problem(status, &body, 404, "NOT_FOUND");
 
     let (_, now) = suite.get("/tenants/acme").await;
@@ -85,10 +108,22 @@ async fn oversized_and_malformed_bodies() {
     assert_problem(status, &body, 413, "PAYLOAD_TOO_LARGE");
 
     let send_raw = |path: &str, method: reqwest::Method, ct: &'static str, raw: &'static str| {
-        suite.http.request(method, suite.url(path)).header("content-type", ct).body(raw).send()
+        suite
+            .http
+            .request(method, suite.url(path))
+            .header("content-type", ct)
+            .body(raw)
+            .send()
     };
-    for raw in ["{not json", "[1,2]", "{\"id\": 5, \"display_name\": \"x\"}", "{\"id\":\"x\"}"] {
-        let resp = send_raw("/tenants", reqwest::Method::POST, "application/json", raw).await.unwrap();
+    for raw in [
+        "{not json",
+        "[1,2]",
+        "{\"id\": 5, \"display_name\": \"x\"}",
+        "{\"id\":\"x\"}",
+    ] {
+        let resp = send_raw("/tenants", reqwest::Method::POST, "application/json", raw)
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
         let body: Value = resp.json().await.unwrap();
@@ -96,13 +131,25 @@ async fn oversized_and_malformed_bodies() {
         assert!(!detail.is_empty(), "{raw}");
     }
     // Unknown fields are named, not ignored.
-    let (status, body) = suite.post("/tenants", json!({"id": "x", "display_name": "X", "colour": "red"})).await;
+    let (status, body) = suite
+        .post(
+            "/tenants",
+            json!({"id": "x", "display_name": "X", "colour": "red"}),
+        )
+        .await;
     let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
     assert!(detail.contains("colour"), "{detail}");
     // Not JSON at all.
-    let resp = send_raw("/tenants", reqwest::Method::POST, "text/plain", "id=x").await.unwrap();
+    let resp = send_raw("/tenants", reqwest::Method::POST, "text/plain", "id=x")
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
-    assert_problem(status, &resp.json().await.unwrap(), 415, "UNSUPPORTED_MEDIA_TYPE");
+    assert_problem(
+        status,
+        &resp.json().await.unwrap(),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    );
     // Invalid field values are all reported at once.
     let (status, body) = suite
         .post(
@@ -111,10 +158,22 @@ async fn oversized_and_malformed_bodies() {
         )
         .await;
     assert_problem(status, &body, 400, "INVALID_ARGUMENT");
-    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["display_name", "domain", "settings.Bad Key"]);
     // PATCH with garbage leaves the tenant as it was.
-    let resp = send_raw("/tenants/acme", reqwest::Method::PATCH, "application/json", "{\"version\":").await.unwrap();
+    let resp = send_raw(
+        "/tenants/acme",
+        reqwest::Method::PATCH,
+        "application/json",
+        "{\"version\":",
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     let (_, acme) = suite.get("/tenants/acme").await;
     assert_eq!(acme["version"], 1);
@@ -129,7 +188,12 @@ async fn unknown_routes_methods_and_query_parameters() {
     let resp = suite.http.put(suite.url("/tenants")).send().await.unwrap();
     let status = resp.status().as_u16();
     assert!(resp.headers().contains_key("allow"));
-    assert_problem(status, &resp.json().await.unwrap(), 405, "METHOD_NOT_ALLOWED");
+    assert_problem(
+        status,
+        &resp.json().await.unwrap(),
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
     let (status, body) = suite.get("/admin/tenants?page_size=abc").await;
     assert_problem(status, &body, 400, "INVALID_ARGUMENT");
     let (status, body) = suite.get("/admin/tenants?pagesize=10").await;

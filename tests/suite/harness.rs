@@ -1,6 +1,10 @@
 //! Starting the suite in-process, and small HTTP helpers.
 
-use std::{net::SocketAddr, path::Path, sync::{Arc, OnceLock}};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, OnceLock},
+};
 
 use locksmith_edge::{
     Backends, EdgeConfig,
@@ -39,7 +43,10 @@ pub struct Suite {
     stop: Vec<oneshot::Sender<()>>,
 }
 
-fn stop_signal() -> (oneshot::Sender<()>, impl std::future::Future<Output = ()> + Send + 'static) {
+fn stop_signal() -> (
+    oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let (tx, rx) = oneshot::channel::<()>();
     (tx, async move {
         let _ = rx.await;
@@ -59,7 +66,10 @@ impl Suite {
 
         let registry_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let registry_addr = registry_listener.local_addr().unwrap();
-        let registry = Arc::new(Registry::new(SqliteStore::in_memory().unwrap(), system_clock()));
+        let registry = Arc::new(Registry::new(
+            SqliteStore::in_memory().unwrap(),
+            system_clock(),
+        ));
         let registry_tls = load_tls(pki.path(), ServiceName::Registry);
         let (stop_registry, registry_stopped) = stop_signal();
         tokio::spawn(async move {
@@ -85,7 +95,9 @@ impl Suite {
         let edge = format!("http://{}", edge_listener.local_addr().unwrap());
         let (stop_edge, edge_stopped) = stop_signal();
         tokio::spawn(async move {
-            locksmith_edge::serve(edge_listener, backends, &config, edge_stopped).await.unwrap();
+            locksmith_edge::serve(edge_listener, backends, &config, edge_stopped)
+                .await
+                .unwrap();
         });
 
         Suite {
@@ -107,7 +119,12 @@ impl Suite {
     }
 
     /// Sends `body` (JSON) with `method` to `path`; answers status and JSON body.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(&b);
@@ -115,7 +132,11 @@ impl Suite {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
         (status, value)
     }
 
@@ -136,7 +157,10 @@ impl Suite {
     }
 
     /// A registry client presenting `tls` (the suite's or a foreign one).
-    pub async fn registry_client_with(&self, tls: ClientTlsConfig) -> TenantRegistryServiceClient<Channel> {
+    pub async fn registry_client_with(
+        &self,
+        tls: ClientTlsConfig,
+    ) -> TenantRegistryServiceClient<Channel> {
         let channel = TonicEndpoint::from_shared(format!("https://{}", self.registry_addr))
             .unwrap()
             .tls_config(tls)
@@ -146,15 +170,23 @@ impl Suite {
     }
 
     /// A registry client holding the certificate of `service`.
-    pub async fn registry_client_as(&self, service: ServiceName) -> TenantRegistryServiceClient<Channel> {
-        self.registry_client_with(load_tls(self.pki.path(), service).client_tls("localhost")).await
+    pub async fn registry_client_as(
+        &self,
+        service: ServiceName,
+    ) -> TenantRegistryServiceClient<Channel> {
+        self.registry_client_with(load_tls(self.pki.path(), service).client_tls("localhost"))
+            .await
     }
 }
 
 /// Asserts `body` is a problem of `reason` with HTTP `status`, and returns its detail.
 pub fn assert_problem(status: u16, body: &Value, want_status: u16, reason: &str) -> String {
     assert_eq!(status, want_status, "{body}");
-    assert_eq!(body["type"], format!("urn:locksmith:error:{reason}"), "{body}");
+    assert_eq!(
+        body["type"],
+        format!("urn:locksmith:error:{reason}"),
+        "{body}"
+    );
     assert_eq!(body["status"], want_status, "{body}");
     assert!(body["title"].is_string(), "{body}");
     assert!(body["request_id"].is_string(), "{body}");
@@ -164,7 +196,10 @@ pub fn assert_problem(status: u16, body: &Value, want_status: u16, reason: &str)
 /// Creates tenant `id` through the edge.
 pub async fn create_tenant(suite: &Suite, id: &str) -> Value {
     let (status, body) = suite
-        .post("/tenants", serde_json::json!({"id": id, "display_name": format!("Tenant {id}")}))
+        .post(
+            "/tenants",
+            serde_json::json!({"id": id, "display_name": format!("Tenant {id}")}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     body

@@ -8,11 +8,19 @@ use crate::harness::{Suite, assert_problem, create_tenant};
 async fn orgs_bots_and_users_nest_and_cascade() {
     let suite = Suite::start().await;
     create_tenant(&suite, "prod").await;
-    let (status, org) = suite.post("/tenants/prod/orgs", json!({"id": "acme", "display_name": "Acme"})).await;
+    let (status, org) = suite
+        .post(
+            "/tenants/prod/orgs",
+            json!({"id": "acme", "display_name": "Acme"}),
+        )
+        .await;
     assert_eq!(status, 201, "{org}");
     assert_eq!(org["org_id"], "acme");
     let (status, bot) = suite
-        .post("/tenants/prod/orgs/acme/bots", json!({"id": "helper", "display_name": "Helper"}))
+        .post(
+            "/tenants/prod/orgs/acme/bots",
+            json!({"id": "helper", "display_name": "Helper"}),
+        )
         .await;
     assert_eq!(status, 201, "{bot}");
     let uuid = "550e8400-e29b-41d4-a716-446655440000";
@@ -31,14 +39,20 @@ async fn orgs_bots_and_users_nest_and_cascade() {
     assert_eq!(users["items"][0]["id"], uuid);
 
     let (status, patched) = suite
-        .patch(&format!("/tenants/prod/orgs/acme/users/{uuid}"), json!({"version": 1, "email": null}))
+        .patch(
+            &format!("/tenants/prod/orgs/acme/users/{uuid}"),
+            json!({"version": 1, "email": null}),
+        )
         .await;
     assert_eq!(status, 200, "{patched}");
     assert!(patched.get("email").is_none(), "{patched}");
 
     // Bots have no email: refused rather than silently dropped.
     let (status, body) = suite
-        .post("/tenants/prod/orgs/acme/bots", json!({"id": "b2", "display_name": "B", "email": "b@x.com"}))
+        .post(
+            "/tenants/prod/orgs/acme/bots",
+            json!({"id": "b2", "display_name": "B", "email": "b@x.com"}),
+        )
         .await;
     assert_problem(status, &body, 400, "INVALID_ARGUMENT");
 
@@ -53,12 +67,20 @@ async fn orgs_bots_and_users_nest_and_cascade() {
 #[tokio::test]
 async fn members_need_an_existing_parent() {
     let suite = Suite::start().await;
-    let (status, body) = suite.post("/tenants/ghost/orgs", json!({"id": "o", "display_name": "O"})).await;
+    let (status, body) = suite
+        .post(
+            "/tenants/ghost/orgs",
+            json!({"id": "o", "display_name": "O"}),
+        )
+        .await;
     let detail = assert_problem(status, &body, 404, "NOT_FOUND");
     assert!(detail.contains("tenant 'ghost'"), "{detail}");
     create_tenant(&suite, "prod").await;
     let (status, body) = suite
-        .post("/tenants/prod/orgs/ghost/users", json!({"id": "u", "display_name": "U"}))
+        .post(
+            "/tenants/prod/orgs/ghost/users",
+            json!({"id": "u", "display_name": "U"}),
+        )
         .await;
     let detail = assert_problem(status, &body, 404, "NOT_FOUND");
     assert!(detail.contains("org 'ghost'"), "{detail}");
@@ -69,12 +91,23 @@ async fn a_second_tenant_cannot_reach_the_first_ones_members() {
     let suite = Suite::start().await;
     create_tenant(&suite, "alpha").await;
     create_tenant(&suite, "beta").await;
-    suite.post("/tenants/alpha/orgs", json!({"id": "acme", "display_name": "Acme"})).await;
     suite
-        .post("/tenants/alpha/orgs/acme/bots", json!({"id": "bot", "display_name": "Bot"}))
+        .post(
+            "/tenants/alpha/orgs",
+            json!({"id": "acme", "display_name": "Acme"}),
+        )
         .await;
     suite
-        .post("/tenants/alpha/orgs/acme/users", json!({"id": "ann", "display_name": "Ann"}))
+        .post(
+            "/tenants/alpha/orgs/acme/bots",
+            json!({"id": "bot", "display_name": "Bot"}),
+        )
+        .await;
+    suite
+        .post(
+            "/tenants/alpha/orgs/acme/users",
+            json!({"id": "ann", "display_name": "Ann"}),
+        )
         .await;
 
     // Every member route, addressed through tenant beta, finds nothing of alpha's.
@@ -91,9 +124,18 @@ async fn a_second_tenant_cannot_reach_the_first_ones_members() {
     let (_, orgs) = suite.get("/tenants/beta/orgs").await;
     assert_eq!(orgs["items"], json!([]));
     for (path, body) in [
-        ("/tenants/beta/orgs/acme", json!({"version": 1, "display_name": "Hijack"})),
-        ("/tenants/beta/orgs/acme/bots/bot", json!({"version": 1, "display_name": "Hijack"})),
-        ("/tenants/beta/orgs/acme/users/ann", json!({"version": 1, "display_name": "Hijack"})),
+        (
+            "/tenants/beta/orgs/acme",
+            json!({"version": 1, "display_name": "Hijack"}),
+        ),
+        (
+            "/tenants/beta/orgs/acme/bots/bot",
+            json!({"version": 1, "display_name": "Hijack"}),
+        ),
+        (
+            "/tenants/beta/orgs/acme/users/ann",
+            json!({"version": 1, "display_name": "Hijack"}),
+        ),
     ] {
         let (status, problem) = suite.patch(path, body).await;
         assert_problem(status, &problem, 404, "NOT_FOUND");
@@ -101,11 +143,25 @@ async fn a_second_tenant_cannot_reach_the_first_ones_members() {
         assert_problem(status, &problem, 404, "NOT_FOUND");
     }
     // Beta may use the same ids for its own members without touching alpha's.
-    let (status, _) = suite.post("/tenants/beta/orgs", json!({"id": "acme", "display_name": "Beta's Acme"})).await;
+    let (status, _) = suite
+        .post(
+            "/tenants/beta/orgs",
+            json!({"id": "acme", "display_name": "Beta's Acme"}),
+        )
+        .await;
     assert_eq!(status, 201);
-    assert_eq!(suite.get("/tenants/alpha/orgs/acme").await.1["display_name"], "Acme");
-    assert_eq!(suite.get("/tenants/alpha/orgs/acme/bots/bot").await.1["version"], 1);
-    assert_eq!(suite.get("/tenants/alpha/orgs/acme/users/ann").await.1["display_name"], "Ann");
+    assert_eq!(
+        suite.get("/tenants/alpha/orgs/acme").await.1["display_name"],
+        "Acme"
+    );
+    assert_eq!(
+        suite.get("/tenants/alpha/orgs/acme/bots/bot").await.1["version"],
+        1
+    );
+    assert_eq!(
+        suite.get("/tenants/alpha/orgs/acme/users/ann").await.1["display_name"],
+        "Ann"
+    );
 
     // Deleting beta leaves alpha whole.
     assert_eq!(suite.delete("/tenants/beta").await.0, 204);

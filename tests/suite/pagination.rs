@@ -24,7 +24,12 @@ async fn lists_every_tenant_exactly_once_page_by_page() {
                     display_name: format!("Tenant {i}"),
                     ..Default::default()
                 };
-                client.create_tenant(pb::CreateTenantRequest { tenant: Some(tenant) }).await.unwrap();
+                client
+                    .create_tenant(pb::CreateTenantRequest {
+                        tenant: Some(tenant),
+                    })
+                    .await
+                    .unwrap();
             }
         })
         .buffer_unordered(8)
@@ -58,7 +63,11 @@ async fn lists_every_tenant_exactly_once_page_by_page() {
             }
         }
         assert_eq!(seen.len(), TENANTS, "page size {page_size}");
-        assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), TENANTS, "no duplicates");
+        assert_eq!(
+            seen.iter().collect::<BTreeSet<_>>().len(),
+            TENANTS,
+            "no duplicates"
+        );
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "ordered by id");
         assert_eq!(pages, TENANTS.div_ceil(page_size));
     }
@@ -67,7 +76,12 @@ async fn lists_every_tenant_exactly_once_page_by_page() {
 #[tokio::test]
 async fn page_sizes_and_tokens_are_checked() {
     let suite = Suite::start().await;
-    for bad in ["page_size=1001", "page_size=-1", "page_token=bm9wZQ", "page_token=%%%"] {
+    for bad in [
+        "page_size=1001",
+        "page_size=-1",
+        "page_token=bm9wZQ",
+        "page_token=%%%",
+    ] {
         let (status, body) = suite.get(&format!("/admin/tenants?{bad}")).await;
         assert_problem(status, &body, 400, "INVALID_ARGUMENT");
     }
@@ -77,6 +91,8 @@ async fn page_sizes_and_tokens_are_checked() {
     }
     let (_, page) = suite.get("/admin/tenants?page_size=1").await;
     let token = page["next_page_token"].as_str().unwrap();
-    let (status, body) = suite.get(&format!("/tenants/a/orgs?page_token={token}")).await;
+    let (status, body) = suite
+        .get(&format!("/tenants/a/orgs?page_token={token}"))
+        .await;
     assert_problem(status, &body, 400, "INVALID_ARGUMENT");
 }

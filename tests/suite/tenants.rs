@@ -30,7 +30,10 @@ async fn tenant_life_cycle_with_check_and_set() {
     assert_eq!((status, &got), (200, &created));
 
     let (status, patched) = suite
-        .patch("/tenants/acme", json!({"version": 1, "status": "suspended", "domain": null}))
+        .patch(
+            "/tenants/acme",
+            json!({"version": 1, "status": "suspended", "domain": null}),
+        )
         .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["version"], 2);
@@ -44,7 +47,12 @@ async fn tenant_life_cycle_with_check_and_set() {
     assert_eq!(st["version"], 2);
 
     // Version 1 is stale now: refused, nothing changes.
-    let (status, body) = suite.patch("/tenants/acme", json!({"version": 1, "display_name": "Lost"})).await;
+    let (status, body) = suite
+        .patch(
+            "/tenants/acme",
+            json!({"version": 1, "display_name": "Lost"}),
+        )
+        .await;
     let detail = assert_problem(status, &body, 409, "VERSION_CONFLICT");
     assert!(detail.contains("version 2"), "{detail}");
     assert_eq!(suite.get("/tenants/acme").await.1["display_name"], "Acme");
@@ -65,7 +73,9 @@ async fn tenant_life_cycle_with_check_and_set() {
 async fn patch_requires_a_version_and_a_change() {
     let suite = Suite::start().await;
     create_tenant(&suite, "acme").await;
-    let (status, body) = suite.patch("/tenants/acme", json!({"display_name": "X"})).await;
+    let (status, body) = suite
+        .patch("/tenants/acme", json!({"display_name": "X"}))
+        .await;
     let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
     assert!(detail.contains("version"), "{detail}");
     let (status, body) = suite.patch("/tenants/acme", json!({"version": 1})).await;
@@ -92,7 +102,11 @@ async fn responses_carry_a_request_id_and_echo_the_callers() {
     assert_eq!(body["trace_id"].as_str().unwrap().len(), 32);
 
     let resp = suite.http.get(suite.url("/health")).send().await.unwrap();
-    assert_eq!(resp.headers()["x-request-id"].len(), 36, "a UUID is made up");
+    assert_eq!(
+        resp.headers()["x-request-id"].len(),
+        36,
+        "a UUID is made up"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +119,11 @@ async fn health_ready_and_openapi() {
 
     let (status, doc) = suite.get("/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     for path in [
         "/tenants",
         "/admin/tenants",
@@ -115,7 +133,10 @@ async fn health_ready_and_openapi() {
         "/tenants/{tenant_id}/orgs/{org_id}/users",
         "/ready",
     ] {
-        assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from OpenAPI"
+        );
     }
 }
 

@@ -10,9 +10,9 @@ use crate::harness::{Suite, spans};
 /// The server span that carries attribute `key` (`http.route` for the edge,
 /// `rpc.system` for a gRPC service).
 fn server_span_with<'a>(spans: &'a [SpanData], key: &str) -> Option<&'a SpanData> {
-    spans
-        .iter()
-        .find(|s| s.span_kind == SpanKind::Server && s.attributes.iter().any(|kv| kv.key.as_str() == key))
+    spans.iter().find(|s| {
+        s.span_kind == SpanKind::Server && s.attributes.iter().any(|kv| kv.key.as_str() == key)
+    })
 }
 
 #[tokio::test]
@@ -39,19 +39,26 @@ async fn the_registry_span_is_a_child_of_the_edge_span() {
             .into_iter()
             .filter(|s| s.span_context.trace_id() == trace_id)
             .collect::<Vec<_>>();
-        if server_span_with(&ours, "http.route").is_some() && server_span_with(&ours, "rpc.system").is_some() {
+        if server_span_with(&ours, "http.route").is_some()
+            && server_span_with(&ours, "rpc.system").is_some()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let names: Vec<&str> = ours.iter().map(|s| s.name.as_ref()).collect();
-    let edge = server_span_with(&ours, "http.route").unwrap_or_else(|| panic!("no edge span in {names:?}"));
-    let registry = server_span_with(&ours, "rpc.system").unwrap_or_else(|| panic!("no registry span in {names:?}"));
+    let edge = server_span_with(&ours, "http.route")
+        .unwrap_or_else(|| panic!("no edge span in {names:?}"));
+    let registry = server_span_with(&ours, "rpc.system")
+        .unwrap_or_else(|| panic!("no registry span in {names:?}"));
 
     // The edge continues the caller's trace...
     assert_eq!(edge.parent_span_id, SpanId::from_hex(caller_span).unwrap());
     assert_eq!(edge.name, "POST /tenants");
-    assert_eq!(registry.name, "locksmith.registry.v1.TenantRegistryService/CreateTenant");
+    assert_eq!(
+        registry.name,
+        "locksmith.registry.v1.TenantRegistryService/CreateTenant"
+    );
     // ...and the registry's span descends from the edge's, in the same trace.
     let mut cursor = registry.parent_span_id;
     let mut hops = 0;

@@ -54,7 +54,12 @@ fn main() -> anyhow::Result<()> {
             command: PkiCommand::Init { dir, force },
         } => pki::init(&dir, force),
         Command::Pki {
-            command: PkiCommand::Issue { dir, tenant, workload },
+            command:
+                PkiCommand::Issue {
+                    dir,
+                    tenant,
+                    workload,
+                },
         } => pki::issue(&dir, &tenant, &workload),
     }
 }

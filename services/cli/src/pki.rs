@@ -19,8 +19,13 @@ pub fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
 
 pub fn issue(dir: &Path, tenant: &str, workload: &str) -> anyhow::Result<()> {
     let cert = locksmith_tls::issue_workload(dir, tenant, workload, OffsetDateTime::now_utc())
-        .with_context(|| format!("issuing a certificate for workload '{workload}' of tenant '{tenant}'"))?;
+        .with_context(|| {
+            format!("issuing a certificate for workload '{workload}' of tenant '{tenant}'")
+        })?;
     println!("pki: wrote {}", cert.display());
-    println!("pki: wrote {}", cert.with_file_name(format!("{workload}-key.pem")).display());
+    println!(
+        "pki: wrote {}",
+        cert.with_file_name(format!("{workload}-key.pem")).display()
+    );
     Ok(())
 }

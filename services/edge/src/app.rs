@@ -24,11 +24,15 @@ use crate::{
 };
 
 fn request_span(request: &Request) -> Span {
-    let route = request
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |m| m.as_str().to_owned(),
+    );
+    let request_id = request
         .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
-    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.as_str()).unwrap_or_default();
+        .get::<RequestId>()
+        .map(|r| r.0.as_str())
+        .unwrap_or_default();
     let span = tracing::info_span!(
         "http.server",
         otel.name = format!("{} {route}", request.method()),
@@ -47,23 +51,43 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
     let tenant_routes = Router::new()
         .route("/tenants", axum::routing::post(tenants::create))
         .route("/admin/tenants", get(tenants::list))
-        .route("/tenants/{tenant_id}", get(tenants::get).patch(tenants::patch).delete(tenants::delete))
+        .route(
+            "/tenants/{tenant_id}",
+            get(tenants::get)
+                .patch(tenants::patch)
+                .delete(tenants::delete),
+        )
         .route("/tenants/{tenant_id}/status", get(tenants::status));
     let member_routes = Router::new()
-        .route("/tenants/{tenant_id}/orgs", get(members::list_orgs).post(members::create_org))
+        .route(
+            "/tenants/{tenant_id}/orgs",
+            get(members::list_orgs).post(members::create_org),
+        )
         .route(
             "/tenants/{tenant_id}/orgs/{org_id}",
-            get(members::get_org).patch(members::patch_org).delete(members::delete_org),
+            get(members::get_org)
+                .patch(members::patch_org)
+                .delete(members::delete_org),
         )
-        .route("/tenants/{tenant_id}/orgs/{org_id}/bots", get(members::list_bots).post(members::create_bot))
+        .route(
+            "/tenants/{tenant_id}/orgs/{org_id}/bots",
+            get(members::list_bots).post(members::create_bot),
+        )
         .route(
             "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
-            get(members::get_bot).patch(members::patch_bot).delete(members::delete_bot),
+            get(members::get_bot)
+                .patch(members::patch_bot)
+                .delete(members::delete_bot),
         )
-        .route("/tenants/{tenant_id}/orgs/{org_id}/users", get(members::list_users).post(members::create_user))
+        .route(
+            "/tenants/{tenant_id}/orgs/{org_id}/users",
+            get(members::list_users).post(members::create_user),
+        )
         .route(
             "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
-            get(members::get_user).patch(members::patch_user).delete(members::delete_user),
+            get(members::get_user)
+                .patch(members::patch_user)
+                .delete(members::delete_user),
         );
     Router::new()
         .route("/health", get(ops::health))
@@ -81,10 +105,16 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                .on_response(|response: &axum::response::Response, latency: Duration, span: &Span| {
-                    span.record("http.response.status_code", response.status().as_u16());
-                    tracing::debug!(status = response.status().as_u16(), ?latency, "request done");
-                }),
+                .on_response(
+                    |response: &axum::response::Response, latency: Duration, span: &Span| {
+                        span.record("http.response.status_code", response.status().as_u16());
+                        tracing::debug!(
+                            status = response.status().as_u16(),
+                            ?latency,
+                            "request done"
+                        );
+                    },
+                ),
         )
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)

@@ -7,7 +7,9 @@ use locksmith_proto::registry::v1::tenant_registry_service_client::TenantRegistr
 use locksmith_telemetry::{GrpcClientTraceLayer, GrpcClientTraceService};
 use locksmith_tls::TlsMaterial;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use tower::ServiceBuilder;
 
 use crate::config::{Endpoint, Services};
@@ -37,7 +39,11 @@ pub struct BackendError {
     source: tonic::transport::Error,
 }
 
-fn channel(name: &'static str, endpoint: &Endpoint, tls: &TlsMaterial) -> Result<TracedChannel, BackendError> {
+fn channel(
+    name: &'static str,
+    endpoint: &Endpoint,
+    tls: &TlsMaterial,
+) -> Result<TracedChannel, BackendError> {
     let err = |source| BackendError {
         name,
         url: endpoint.url.clone(),
@@ -51,7 +57,9 @@ fn channel(name: &'static str, endpoint: &Endpoint, tls: &TlsMaterial) -> Result
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .connect_lazy();
-    Ok(ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel))
+    Ok(ServiceBuilder::new()
+        .layer(GrpcClientTraceLayer)
+        .service(channel))
 }
 
 impl Backends {
@@ -70,7 +78,9 @@ impl Backends {
         let checks = self.health.iter().map(|(name, client)| {
             let mut client = client.clone();
             async move {
-                let call = client.check(HealthCheckRequest { service: String::new() });
+                let call = client.check(HealthCheckRequest {
+                    service: String::new(),
+                });
                 let outcome = match tokio::time::timeout(HEALTH_TIMEOUT, call).await {
                     Err(_) => Err("no answer in time".to_owned()),
                     Ok(Err(status)) => Err(format!("{:?}", status.code())),

@@ -125,7 +125,9 @@ impl CreateTenant {
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -305,7 +307,15 @@ pub struct PatchMember {
 
 impl PatchMember {
     /// The values and mask paths of this patch.
-    pub fn into_parts(self) -> (String, String, HashMap<String, String>, u64, prost_types::FieldMask) {
+    pub fn into_parts(
+        self,
+    ) -> (
+        String,
+        String,
+        HashMap<String, String>,
+        u64,
+        prost_types::FieldMask,
+    ) {
         let mut paths = Vec::new();
         if self.display_name.is_some() {
             paths.push("display_name".to_owned());

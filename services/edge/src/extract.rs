@@ -2,7 +2,10 @@
 //! path segments and query strings (400).
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Request, rejection::{PathRejection, QueryRejection}},
+    extract::{
+        FromRequest, FromRequestParts, Request,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::request::Parts,
     response::{IntoResponse, Response},
 };

@@ -27,7 +27,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, "edge serving");
-    locksmith_edge::serve(listener, backends, &config, locksmith_telemetry::shutdown_signal()).await?;
+    locksmith_edge::serve(
+        listener,
+        backends,
+        &config,
+        locksmith_telemetry::shutdown_signal(),
+    )
+    .await?;
     tracing::info!("edge stopped");
     telemetry.shutdown();
     Ok(())

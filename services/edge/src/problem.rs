@@ -44,8 +44,12 @@ impl From<JsonRejection> for Failure {
             _ => ErrorCode::InvalidArgument,
         };
         let detail = match code {
-            ErrorCode::PayloadTooLarge => "the request body is larger than the edge accepts".to_owned(),
-            ErrorCode::UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)".to_owned(),
+            ErrorCode::PayloadTooLarge => {
+                "the request body is larger than the edge accepts".to_owned()
+            }
+            ErrorCode::UnsupportedMediaType => {
+                "the request body must be JSON (Content-Type: application/json)".to_owned()
+            }
             // serde's message names the field or the position; it never echoes a value.
             _ => rejection.body_text(),
         };
@@ -74,23 +78,28 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
             None => return response,
         },
     };
-    let problem = error.to_problem(Some(instance), request_id, locksmith_telemetry::current_trace_id());
+    let problem = error.to_problem(
+        Some(instance),
+        request_id,
+        locksmith_telemetry::current_trace_id(),
+    );
     let body = match serde_json::to_vec(&problem) {
         Ok(b) => b,
         Err(_) => return error.code.http_status().into_response(),
     };
     let mut out = (error.code.http_status(), body).into_response();
-    out.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
-    if let Some(after) = error.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&after.as_secs().to_string()) {
-            out.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+    );
+    if let Some(after) = error.retry_after
+        && let Ok(v) = HeaderValue::from_str(&after.as_secs().to_string())
+    {
+        out.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    for name in [header::ALLOW] {
-        if let Some(v) = response.headers().get(&name) {
-            out.headers_mut().insert(name, v.clone());
-        }
+    // A 405 must keep saying which methods the route serves.
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
     }
     out
 }
@@ -106,9 +115,15 @@ fn bare_error(response: &Response) -> Option<ApiError> {
     }
     let (code, detail) = match status.as_u16() {
         404 => (ErrorCode::NotFound, "no such route"),
-        405 => (ErrorCode::MethodNotAllowed, "this route does not serve that method"),
+        405 => (
+            ErrorCode::MethodNotAllowed,
+            "this route does not serve that method",
+        ),
         408 | 504 => (ErrorCode::Timeout, "the request took too long"),
-        413 => (ErrorCode::PayloadTooLarge, "the request body is larger than the edge accepts"),
+        413 => (
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than the edge accepts",
+        ),
         _ => (ErrorCode::Internal, "internal error; see the edge log"),
     };
     Some(ApiError::new(code, detail))

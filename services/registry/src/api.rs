@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use locksmith_domain::{MemberKind, Scope};
-use locksmith_proto::registry::v1::{self as pb, tenant_registry_service_server::TenantRegistryService};
+use locksmith_proto::registry::v1::{
+    self as pb, tenant_registry_service_server::TenantRegistryService,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -36,7 +38,10 @@ fn required<T>(field: &str, value: Option<T>) -> Result<T, RegistryError> {
 /// Updates must say which version they are based on (check-and-set).
 fn based_on(version: u64) -> Result<u64, RegistryError> {
     if version == 0 {
-        Err(invalid("version", "is required: the version this change is based on"))
+        Err(invalid(
+            "version",
+            "is required: the version this change is based on",
+        ))
     } else {
         Ok(version)
     }
@@ -47,13 +52,21 @@ fn delete_condition(version: u64) -> Option<u64> {
     (version != 0).then_some(version)
 }
 
-fn page(parent: &Scope, kind: RecordKind, size: i32, token: &str) -> Result<PageRequest, RegistryError> {
+fn page(
+    parent: &Scope,
+    kind: RecordKind,
+    size: i32,
+    token: &str,
+) -> Result<PageRequest, RegistryError> {
     PageRequest::parse(size, token, &listing(parent, kind))
 }
 
 #[tonic::async_trait]
 impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
-    async fn create_tenant(&self, request: Request<pb::CreateTenantRequest>) -> Rpc<pb::CreateTenantResponse> {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Rpc<pb::CreateTenantResponse> {
         let tenant = required("tenant", request.into_inner().tenant)?;
         let (id, spec) = convert::new_tenant(tenant)?;
         let tenant = self.registry.create_tenant(id, spec).await?;
@@ -62,7 +75,10 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Rpc<pb::GetTenantResponse> {
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Rpc<pb::GetTenantResponse> {
         let id = tenant_id("tenant_id", &request.into_inner().tenant_id)?;
         let tenant = self.registry.get_tenant(&id).await?;
         Ok(Response::new(pb::GetTenantResponse {
@@ -70,7 +86,10 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn update_tenant(&self, request: Request<pb::UpdateTenantRequest>) -> Rpc<pb::UpdateTenantResponse> {
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> Rpc<pb::UpdateTenantResponse> {
         let request = request.into_inner();
         let tenant = required("tenant", request.tenant)?;
         let id = tenant_id("id", &tenant.id)?;
@@ -82,16 +101,29 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn delete_tenant(&self, request: Request<pb::DeleteTenantRequest>) -> Rpc<pb::DeleteTenantResponse> {
+    async fn delete_tenant(
+        &self,
+        request: Request<pb::DeleteTenantRequest>,
+    ) -> Rpc<pb::DeleteTenantResponse> {
         let request = request.into_inner();
         let id = tenant_id("tenant_id", &request.tenant_id)?;
-        self.registry.delete_tenant(&id, delete_condition(request.version)).await?;
+        self.registry
+            .delete_tenant(&id, delete_condition(request.version))
+            .await?;
         Ok(Response::new(pb::DeleteTenantResponse {}))
     }
 
-    async fn list_tenants(&self, request: Request<pb::ListTenantsRequest>) -> Rpc<pb::ListTenantsResponse> {
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Rpc<pb::ListTenantsResponse> {
         let request = request.into_inner();
-        let page = page(&Scope::System, RecordKind::Tenant, request.page_size, &request.page_token)?;
+        let page = page(
+            &Scope::System,
+            RecordKind::Tenant,
+            request.page_size,
+            &request.page_token,
+        )?;
         let page = self.registry.list_tenants(page).await?;
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: page.items.into_iter().map(convert::tenant_to_pb).collect(),
@@ -99,7 +131,10 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn create_org(&self, request: Request<pb::CreateOrgRequest>) -> Rpc<pb::CreateOrgResponse> {
+    async fn create_org(
+        &self,
+        request: Request<pb::CreateOrgRequest>,
+    ) -> Rpc<pb::CreateOrgResponse> {
         let org = required("org", request.into_inner().org)?;
         let scope = org_scope(&org.tenant_id, &org.id, "id")?;
         let spec = convert::member_spec(org.display_name, String::new(), org.labels);
@@ -118,7 +153,10 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn update_org(&self, request: Request<pb::UpdateOrgRequest>) -> Rpc<pb::UpdateOrgResponse> {
+    async fn update_org(
+        &self,
+        request: Request<pb::UpdateOrgRequest>,
+    ) -> Rpc<pb::UpdateOrgResponse> {
         let request = request.into_inner();
         let org = required("org", request.org)?;
         let scope = org_scope(&org.tenant_id, &org.id, "id")?;
@@ -131,10 +169,15 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn delete_org(&self, request: Request<pb::DeleteOrgRequest>) -> Rpc<pb::DeleteOrgResponse> {
+    async fn delete_org(
+        &self,
+        request: Request<pb::DeleteOrgRequest>,
+    ) -> Rpc<pb::DeleteOrgResponse> {
         let request = request.into_inner();
         let scope = org_scope(&request.tenant_id, &request.org_id, "org_id")?;
-        self.registry.delete_member(&scope, delete_condition(request.version)).await?;
+        self.registry
+            .delete_member(&scope, delete_condition(request.version))
+            .await?;
         Ok(Response::new(pb::DeleteOrgResponse {}))
     }
 
@@ -142,7 +185,12 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         let request = request.into_inner();
         let parent = Scope::Tenant(tenant_id("tenant_id", &request.tenant_id)?);
         let kind = MemberKind::Org;
-        let page = page(&parent, RecordKind::Member(kind), request.page_size, &request.page_token)?;
+        let page = page(
+            &parent,
+            RecordKind::Member(kind),
+            request.page_size,
+            &request.page_token,
+        )?;
         let page = self.registry.list_members(&parent, kind, page).await?;
         Ok(Response::new(pb::ListOrgsResponse {
             orgs: page.items.into_iter().map(convert::org_to_pb).collect(),
@@ -150,7 +198,10 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn create_bot(&self, request: Request<pb::CreateBotRequest>) -> Rpc<pb::CreateBotResponse> {
+    async fn create_bot(
+        &self,
+        request: Request<pb::CreateBotRequest>,
+    ) -> Rpc<pb::CreateBotResponse> {
         let bot = required("bot", request.into_inner().bot)?;
         let scope = child_scope(MemberKind::Bot, &bot.tenant_id, &bot.org_id, &bot.id, "id")?;
         let spec = convert::member_spec(bot.display_name, String::new(), bot.labels);
@@ -162,14 +213,23 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
 
     async fn get_bot(&self, request: Request<pb::GetBotRequest>) -> Rpc<pb::GetBotResponse> {
         let r = request.into_inner();
-        let scope = child_scope(MemberKind::Bot, &r.tenant_id, &r.org_id, &r.bot_id, "bot_id")?;
+        let scope = child_scope(
+            MemberKind::Bot,
+            &r.tenant_id,
+            &r.org_id,
+            &r.bot_id,
+            "bot_id",
+        )?;
         let bot = self.registry.get_member(&scope).await?;
         Ok(Response::new(pb::GetBotResponse {
             bot: Some(convert::bot_to_pb(bot)),
         }))
     }
 
-    async fn update_bot(&self, request: Request<pb::UpdateBotRequest>) -> Rpc<pb::UpdateBotResponse> {
+    async fn update_bot(
+        &self,
+        request: Request<pb::UpdateBotRequest>,
+    ) -> Rpc<pb::UpdateBotResponse> {
         let request = request.into_inner();
         let bot = required("bot", request.bot)?;
         let scope = child_scope(MemberKind::Bot, &bot.tenant_id, &bot.org_id, &bot.id, "id")?;
@@ -182,10 +242,21 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn delete_bot(&self, request: Request<pb::DeleteBotRequest>) -> Rpc<pb::DeleteBotResponse> {
+    async fn delete_bot(
+        &self,
+        request: Request<pb::DeleteBotRequest>,
+    ) -> Rpc<pb::DeleteBotResponse> {
         let r = request.into_inner();
-        let scope = child_scope(MemberKind::Bot, &r.tenant_id, &r.org_id, &r.bot_id, "bot_id")?;
-        self.registry.delete_member(&scope, delete_condition(r.version)).await?;
+        let scope = child_scope(
+            MemberKind::Bot,
+            &r.tenant_id,
+            &r.org_id,
+            &r.bot_id,
+            "bot_id",
+        )?;
+        self.registry
+            .delete_member(&scope, delete_condition(r.version))
+            .await?;
         Ok(Response::new(pb::DeleteBotResponse {}))
     }
 
@@ -193,7 +264,12 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         let r = request.into_inner();
         let parent = org_scope(&r.tenant_id, &r.org_id, "org_id")?;
         let kind = MemberKind::Bot;
-        let page = page(&parent, RecordKind::Member(kind), r.page_size, &r.page_token)?;
+        let page = page(
+            &parent,
+            RecordKind::Member(kind),
+            r.page_size,
+            &r.page_token,
+        )?;
         let page = self.registry.list_members(&parent, kind, page).await?;
         Ok(Response::new(pb::ListBotsResponse {
             bots: page.items.into_iter().map(convert::bot_to_pb).collect(),
@@ -201,9 +277,18 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Rpc<pb::CreateUserResponse> {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Rpc<pb::CreateUserResponse> {
         let user = required("user", request.into_inner().user)?;
-        let scope = child_scope(MemberKind::User, &user.tenant_id, &user.org_id, &user.id, "id")?;
+        let scope = child_scope(
+            MemberKind::User,
+            &user.tenant_id,
+            &user.org_id,
+            &user.id,
+            "id",
+        )?;
         let spec = convert::member_spec(user.display_name, user.email, user.labels);
         let user = self.registry.create_member(scope, spec).await?;
         Ok(Response::new(pb::CreateUserResponse {
@@ -213,17 +298,32 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Rpc<pb::GetUserResponse> {
         let r = request.into_inner();
-        let scope = child_scope(MemberKind::User, &r.tenant_id, &r.org_id, &r.user_id, "user_id")?;
+        let scope = child_scope(
+            MemberKind::User,
+            &r.tenant_id,
+            &r.org_id,
+            &r.user_id,
+            "user_id",
+        )?;
         let user = self.registry.get_member(&scope).await?;
         Ok(Response::new(pb::GetUserResponse {
             user: Some(convert::user_to_pb(user)),
         }))
     }
 
-    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Rpc<pb::UpdateUserResponse> {
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Rpc<pb::UpdateUserResponse> {
         let request = request.into_inner();
         let user = required("user", request.user)?;
-        let scope = child_scope(MemberKind::User, &user.tenant_id, &user.org_id, &user.id, "id")?;
+        let scope = child_scope(
+            MemberKind::User,
+            &user.tenant_id,
+            &user.org_id,
+            &user.id,
+            "id",
+        )?;
         let version = based_on(user.version)?;
         let spec = convert::member_spec(user.display_name, user.email, user.labels);
         let patch = convert::member_patch(MemberKind::User, spec, request.update_mask)?;
@@ -233,18 +333,37 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         }))
     }
 
-    async fn delete_user(&self, request: Request<pb::DeleteUserRequest>) -> Rpc<pb::DeleteUserResponse> {
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Rpc<pb::DeleteUserResponse> {
         let r = request.into_inner();
-        let scope = child_scope(MemberKind::User, &r.tenant_id, &r.org_id, &r.user_id, "user_id")?;
-        self.registry.delete_member(&scope, delete_condition(r.version)).await?;
+        let scope = child_scope(
+            MemberKind::User,
+            &r.tenant_id,
+            &r.org_id,
+            &r.user_id,
+            "user_id",
+        )?;
+        self.registry
+            .delete_member(&scope, delete_condition(r.version))
+            .await?;
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
-    async fn list_users(&self, request: Request<pb::ListUsersRequest>) -> Rpc<pb::ListUsersResponse> {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Rpc<pb::ListUsersResponse> {
         let r = request.into_inner();
         let parent = org_scope(&r.tenant_id, &r.org_id, "org_id")?;
         let kind = MemberKind::User;
-        let page = page(&parent, RecordKind::Member(kind), r.page_size, &r.page_token)?;
+        let page = page(
+            &parent,
+            RecordKind::Member(kind),
+            r.page_size,
+            &r.page_token,
+        )?;
         let page = self.registry.list_members(&parent, kind, page).await?;
         Ok(Response::new(pb::ListUsersResponse {
             users: page.items.into_iter().map(convert::user_to_pb).collect(),

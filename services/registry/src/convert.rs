@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use locksmith_domain::{
-    FieldError, IntegrationId, Invalid, Member, MemberId, MemberKind, MemberPatch, MemberSpec, Quotas, Scope,
-    Tenant, TenantId, TenantPatch, TenantSpec, TenantStatus,
+    FieldError, IntegrationId, Invalid, Member, MemberId, MemberKind, MemberPatch, MemberSpec,
+    Quotas, Scope, Tenant, TenantId, TenantPatch, TenantSpec, TenantStatus,
 };
 use locksmith_proto::registry::v1 as pb;
 use prost_types::{FieldMask, Timestamp};
@@ -63,7 +63,10 @@ fn integrations(raw: Vec<String>) -> Result<BTreeSet<IntegrationId>, RegistryErr
             Ok(id) => {
                 set.insert(id);
             }
-            Err(e) => errors.push(FieldError::new(format!("enabled_integrations[{i}]"), e.to_string())),
+            Err(e) => errors.push(FieldError::new(
+                format!("enabled_integrations[{i}]"),
+                e.to_string(),
+            )),
         }
     }
     if errors.is_empty() {
@@ -109,13 +112,19 @@ pub(crate) fn new_tenant(t: pb::Tenant) -> Result<(TenantId, TenantSpec), Regist
 fn mask_paths(mask: Option<FieldMask>) -> Result<Vec<String>, RegistryError> {
     let paths = mask.map(|m| m.paths).unwrap_or_default();
     if paths.is_empty() {
-        return Err(invalid("update_mask", "must name at least one field to change"));
+        return Err(invalid(
+            "update_mask",
+            "must name at least one field to change",
+        ));
     }
     Ok(paths)
 }
 
 /// The change an UpdateTenant request asks for.
-pub(crate) fn tenant_patch(t: pb::Tenant, mask: Option<FieldMask>) -> Result<TenantPatch, RegistryError> {
+pub(crate) fn tenant_patch(
+    t: pb::Tenant,
+    mask: Option<FieldMask>,
+) -> Result<TenantPatch, RegistryError> {
     let mut patch = TenantPatch::default();
     let mut t = t;
     for (i, path) in mask_paths(mask)?.into_iter().enumerate() {
@@ -126,7 +135,8 @@ pub(crate) fn tenant_patch(t: pb::Tenant, mask: Option<FieldMask>) -> Result<Ten
             "status" => patch.status = Some(status(t.status, None)?),
             "quotas" => patch.quotas = Some(quotas(t.quotas.take())),
             "enabled_integrations" => {
-                patch.enabled_integrations = Some(integrations(std::mem::take(&mut t.enabled_integrations))?)
+                patch.enabled_integrations =
+                    Some(integrations(std::mem::take(&mut t.enabled_integrations))?)
             }
             _ => {
                 return Err(invalid(
@@ -140,7 +150,11 @@ pub(crate) fn tenant_patch(t: pb::Tenant, mask: Option<FieldMask>) -> Result<Ten
 }
 
 /// The settable fields of an org, bot or user to create.
-pub(crate) fn member_spec(display_name: String, email: String, labels: HashMap<String, String>) -> MemberSpec {
+pub(crate) fn member_spec(
+    display_name: String,
+    email: String,
+    labels: HashMap<String, String>,
+) -> MemberSpec {
     MemberSpec {
         display_name,
         email: non_empty(email),
@@ -167,7 +181,10 @@ pub(crate) fn member_patch(
                 } else {
                     "display_name, labels"
                 };
-                return Err(invalid(format!("update_mask.paths[{i}]"), format!("must be one of {allowed}")));
+                return Err(invalid(
+                    format!("update_mask.paths[{i}]"),
+                    format!("must be one of {allowed}"),
+                ));
             }
         }
     }
@@ -197,7 +214,12 @@ pub(crate) fn tenant_to_pb(t: Tenant) -> pb::Tenant {
             requests_per_minute: t.spec.quotas.requests_per_minute,
             max_connections: t.spec.quotas.max_connections,
         }),
-        enabled_integrations: t.spec.enabled_integrations.into_iter().map(String::from).collect(),
+        enabled_integrations: t
+            .spec
+            .enabled_integrations
+            .into_iter()
+            .map(String::from)
+            .collect(),
         create_time: Some(timestamp(t.created_at)),
         update_time: Some(timestamp(t.updated_at)),
         version: t.version,
@@ -209,7 +231,9 @@ fn scope_ids(scope: &Scope) -> (String, String, String) {
     match scope {
         Scope::Org { tenant, org } => (tenant.to_string(), org.to_string(), org.to_string()),
         Scope::Bot { tenant, org, bot } => (tenant.to_string(), org.to_string(), bot.to_string()),
-        Scope::User { tenant, org, user } => (tenant.to_string(), org.to_string(), user.to_string()),
+        Scope::User { tenant, org, user } => {
+            (tenant.to_string(), org.to_string(), user.to_string())
+        }
         Scope::System | Scope::Tenant(_) => Default::default(),
     }
 }
@@ -275,7 +299,11 @@ mod tests {
 
     #[test]
     fn only_users_patch_email() {
-        let mask = || Some(FieldMask { paths: vec!["email".into()] });
+        let mask = || {
+            Some(FieldMask {
+                paths: vec!["email".into()],
+            })
+        };
         assert!(member_patch(MemberKind::User, MemberSpec::default(), mask()).is_ok());
         assert!(member_patch(MemberKind::Bot, MemberSpec::default(), mask()).is_err());
     }
@@ -289,7 +317,9 @@ mod tests {
             ..Default::default()
         };
         let err = new_tenant(t).unwrap_err();
-        let RegistryError::Invalid(Invalid(errors)) = err else { panic!("{err}") };
+        let RegistryError::Invalid(Invalid(errors)) = err else {
+            panic!("{err}")
+        };
         assert_eq!(errors.len(), 2);
     }
 }

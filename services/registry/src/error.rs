@@ -60,13 +60,18 @@ impl From<RegistryError> for ApiError {
                     .collect(),
             ),
             e @ RegistryError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, e.to_string()),
-            e @ RegistryError::AlreadyExists { .. } => ApiError::new(ErrorCode::AlreadyExists, e.to_string()),
+            e @ RegistryError::AlreadyExists { .. } => {
+                ApiError::new(ErrorCode::AlreadyExists, e.to_string())
+            }
             e @ RegistryError::VersionConflict { .. } => {
                 ApiError::new(ErrorCode::VersionConflict, e.to_string())
             }
             RegistryError::Storage(e) => {
                 tracing::error!(error = %e, "registry storage failed");
-                ApiError::new(ErrorCode::Unavailable, "the registry's storage is unavailable")
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the registry's storage is unavailable",
+                )
             }
             e @ RegistryError::Corrupt { .. } => {
                 tracing::error!(error = %e, "corrupt registry record");
@@ -84,5 +89,7 @@ impl From<RegistryError> for tonic::Status {
 
 /// One invalid field as a registry error.
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid(Invalid(vec![locksmith_domain::FieldError::new(field, message)]))
+    RegistryError::Invalid(Invalid(vec![locksmith_domain::FieldError::new(
+        field, message,
+    )]))
 }

@@ -29,7 +29,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, "registry serving");
-    server::serve(listener, &tls, registry, locksmith_telemetry::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        &tls,
+        registry,
+        locksmith_telemetry::shutdown_signal(),
+    )
+    .await?;
     tracing::info!("registry stopped");
     telemetry.shutdown();
     Ok(())

@@ -33,7 +33,12 @@ impl PageRequest {
             n => usize::try_from(n)
                 .ok()
                 .filter(|n| *n <= MAX_PAGE_SIZE)
-                .ok_or_else(|| invalid("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}")))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "page_size",
+                        format!("must be between 0 and {MAX_PAGE_SIZE}"),
+                    )
+                })?,
         };
         let after = if page_token.is_empty() {
             None
@@ -55,7 +60,9 @@ fn decode(token: &str, listing: &str) -> Result<String, RegistryError> {
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let mut parts = text.splitn(3, '\n');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(TOKEN_VERSION), Some(l), Some(last)) if l == listing && !last.is_empty() => Ok(last.to_owned()),
+        (Some(TOKEN_VERSION), Some(l), Some(last)) if l == listing && !last.is_empty() => {
+            Ok(last.to_owned())
+        }
         _ => Err(bad()),
     }
 }
@@ -75,7 +82,10 @@ mod tests {
 
     #[test]
     fn page_sizes_are_bounded() {
-        assert_eq!(PageRequest::parse(0, "", "t").unwrap().size, DEFAULT_PAGE_SIZE);
+        assert_eq!(
+            PageRequest::parse(0, "", "t").unwrap().size,
+            DEFAULT_PAGE_SIZE
+        );
         assert!(PageRequest::parse(-1, "", "t").is_err());
         assert!(PageRequest::parse(1001, "", "t").is_err());
         assert_eq!(PageRequest::parse(1000, "", "t").unwrap().size, 1000);

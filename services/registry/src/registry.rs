@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use locksmith_domain::{Member, MemberKind, MemberPatch, MemberSpec, Scope, Tenant, TenantId, TenantPatch, TenantSpec};
+use locksmith_domain::{
+    Member, MemberKind, MemberPatch, MemberSpec, Scope, Tenant, TenantId, TenantPatch, TenantSpec,
+};
 use serde::{Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 
@@ -42,8 +44,12 @@ pub(crate) fn describe(scope: &Scope) -> String {
         Scope::System => "the system scope".to_owned(),
         Scope::Tenant(t) => format!("tenant '{t}'"),
         Scope::Org { tenant, org } => format!("org '{org}' in tenant '{tenant}'"),
-        Scope::Bot { tenant, org, bot } => format!("bot '{bot}' of org '{org}' in tenant '{tenant}'"),
-        Scope::User { tenant, org, user } => format!("user '{user}' of org '{org}' in tenant '{tenant}'"),
+        Scope::Bot { tenant, org, bot } => {
+            format!("bot '{bot}' of org '{org}' in tenant '{tenant}'")
+        }
+        Scope::User { tenant, org, user } => {
+            format!("user '{user}' of org '{org}' in tenant '{tenant}'")
+        }
     }
 }
 
@@ -73,16 +79,25 @@ impl<S: RegistryStore> Registry<S> {
     }
 
     async fn load<T: DeserializeOwned>(&self, scope: &Scope) -> Result<T, RegistryError> {
-        match self.store.get(scope.clone()).await.map_err(RegistryError::Storage)? {
+        match self
+            .store
+            .get(scope.clone())
+            .await
+            .map_err(RegistryError::Storage)?
+        {
             Some(record) => decode(scope, &record.body),
-            None => Err(RegistryError::NotFound { what: describe(scope) }),
+            None => Err(RegistryError::NotFound {
+                what: describe(scope),
+            }),
         }
     }
 
     async fn insert<T: Serialize>(&self, scope: &Scope, value: &T) -> Result<(), RegistryError> {
         match self.store.create(scope.clone(), encode(value)?).await {
             Ok(()) => Ok(()),
-            Err(StoreError::AlreadyExists) => Err(RegistryError::AlreadyExists { what: describe(scope) }),
+            Err(StoreError::AlreadyExists) => Err(RegistryError::AlreadyExists {
+                what: describe(scope),
+            }),
             Err(StoreError::ParentMissing) => Err(RegistryError::NotFound {
                 what: scope.parent().map(|p| describe(&p)).unwrap_or_default(),
             }),
@@ -91,7 +106,12 @@ impl<S: RegistryStore> Registry<S> {
     }
 
     /// Writes `value` over the record at `scope` if it is still at `based_on`.
-    async fn replace<T: Serialize>(&self, scope: &Scope, based_on: u64, value: &T) -> Result<(), RegistryError> {
+    async fn replace<T: Serialize>(
+        &self,
+        scope: &Scope,
+        based_on: u64,
+        value: &T,
+    ) -> Result<(), RegistryError> {
         self.store
             .update(scope.clone(), based_on, encode(value)?)
             .await
@@ -124,17 +144,27 @@ impl<S: RegistryStore> Registry<S> {
             .collect::<Result<Vec<T>, _>>()?;
         let next_page_token = if items.len() > page.size {
             items.truncate(page.size);
-            items.last().map(|last| next_page_token(&listing(parent, kind), &id_of(last)))
+            items
+                .last()
+                .map(|last| next_page_token(&listing(parent, kind), &id_of(last)))
         } else {
             None
         };
-        Ok(Page { items, next_page_token })
+        Ok(Page {
+            items,
+            next_page_token,
+        })
     }
 
     /// Creates a tenant at version 1.
-    pub async fn create_tenant(&self, id: TenantId, spec: TenantSpec) -> Result<Tenant, RegistryError> {
+    pub async fn create_tenant(
+        &self,
+        id: TenantId,
+        spec: TenantSpec,
+    ) -> Result<Tenant, RegistryError> {
         let tenant = Tenant::create(id, spec, (self.clock)())?;
-        self.insert(&Scope::Tenant(tenant.id.clone()), &tenant).await?;
+        self.insert(&Scope::Tenant(tenant.id.clone()), &tenant)
+            .await?;
         tracing::info!(tenant = %tenant.id, "tenant created");
         Ok(tenant)
     }
@@ -161,7 +191,11 @@ impl<S: RegistryStore> Registry<S> {
     }
 
     /// Deletes the tenant and everything inside it.
-    pub async fn delete_tenant(&self, id: &TenantId, version: Option<u64>) -> Result<(), RegistryError> {
+    pub async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        version: Option<u64>,
+    ) -> Result<(), RegistryError> {
         self.remove(&Scope::Tenant(id.clone()), version).await?;
         tracing::info!(tenant = %id, "tenant deleted");
         Ok(())
@@ -169,12 +203,18 @@ impl<S: RegistryStore> Registry<S> {
 
     /// A page of tenants.
     pub async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>, RegistryError> {
-        self.page(&Scope::System, RecordKind::Tenant, page, |t: &Tenant| t.id.to_string())
-            .await
+        self.page(&Scope::System, RecordKind::Tenant, page, |t: &Tenant| {
+            t.id.to_string()
+        })
+        .await
     }
 
     /// Creates an org, bot or user at `scope`; its parent must exist.
-    pub async fn create_member(&self, scope: Scope, spec: MemberSpec) -> Result<Member, RegistryError> {
+    pub async fn create_member(
+        &self,
+        scope: Scope,
+        spec: MemberSpec,
+    ) -> Result<Member, RegistryError> {
         let member = Member::create(scope, spec, (self.clock)())?;
         self.insert(&member.scope, &member).await?;
         tracing::info!(scope = %member.scope, "member created");
@@ -201,7 +241,11 @@ impl<S: RegistryStore> Registry<S> {
     }
 
     /// Deletes the member (an org with its bots and users).
-    pub async fn delete_member(&self, scope: &Scope, version: Option<u64>) -> Result<(), RegistryError> {
+    pub async fn delete_member(
+        &self,
+        scope: &Scope,
+        version: Option<u64>,
+    ) -> Result<(), RegistryError> {
         self.remove(scope, version).await?;
         tracing::info!(scope = %scope, "member deleted");
         Ok(())
@@ -214,11 +258,21 @@ impl<S: RegistryStore> Registry<S> {
         kind: MemberKind,
         page: PageRequest,
     ) -> Result<Page<Member>, RegistryError> {
-        if self.store.get(parent.clone()).await.map_err(RegistryError::Storage)?.is_none() {
-            return Err(RegistryError::NotFound { what: describe(parent) });
-        }
-        self.page(parent, RecordKind::Member(kind), page, |m: &Member| m.scope.leaf_id().to_owned())
+        if self
+            .store
+            .get(parent.clone())
             .await
+            .map_err(RegistryError::Storage)?
+            .is_none()
+        {
+            return Err(RegistryError::NotFound {
+                what: describe(parent),
+            });
+        }
+        self.page(parent, RecordKind::Member(kind), page, |m: &Member| {
+            m.scope.leaf_id().to_owned()
+        })
+        .await
     }
 }
 
@@ -245,7 +299,9 @@ fn check_version(scope: &Scope, current: u64, given: u64) -> Result<(), Registry
 
 fn store_error(scope: &Scope, given: u64, e: StoreError) -> RegistryError {
     match e {
-        StoreError::NotFound => RegistryError::NotFound { what: describe(scope) },
+        StoreError::NotFound => RegistryError::NotFound {
+            what: describe(scope),
+        },
         StoreError::VersionConflict { current } => RegistryError::VersionConflict {
             what: describe(scope),
             current,

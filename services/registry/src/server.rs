@@ -11,19 +11,32 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::{
-    api::RegistryApi,
-    registry::Registry,
-    store::RegistryStore,
-};
+use crate::{api::RegistryApi, registry::Registry, store::RegistryStore};
 
 const SERVICE: &str = "/locksmith.registry.v1.TenantRegistryService/";
 const READS: &[&str] = &[
-    "GetTenant", "ListTenants", "GetOrg", "ListOrgs", "GetBot", "ListBots", "GetUser", "ListUsers",
+    "GetTenant",
+    "ListTenants",
+    "GetOrg",
+    "ListOrgs",
+    "GetBot",
+    "ListBots",
+    "GetUser",
+    "ListUsers",
 ];
 const WRITES: &[&str] = &[
-    "CreateTenant", "UpdateTenant", "DeleteTenant", "CreateOrg", "UpdateOrg", "DeleteOrg", "CreateBot",
-    "UpdateBot", "DeleteBot", "CreateUser", "UpdateUser", "DeleteUser",
+    "CreateTenant",
+    "UpdateTenant",
+    "DeleteTenant",
+    "CreateOrg",
+    "UpdateOrg",
+    "DeleteOrg",
+    "CreateBot",
+    "UpdateBot",
+    "DeleteBot",
+    "CreateUser",
+    "UpdateUser",
+    "DeleteUser",
 ];
 /// How often storage health is probed for `grpc.health.v1`.
 const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(5);
@@ -40,12 +53,18 @@ pub fn allow_list() -> AllowList {
     ];
     let mut list = AllowList::new()
         .allow("/grpc.health.v1.Health/*", [Allowed::AnyIdentity])
-        .allow("/grpc.reflection.v1.ServerReflection/*", [Allowed::AnyService]);
+        .allow(
+            "/grpc.reflection.v1.ServerReflection/*",
+            [Allowed::AnyService],
+        );
     for rpc in READS {
         list = list.allow(&format!("{SERVICE}{rpc}"), readers.clone());
     }
     for rpc in WRITES {
-        list = list.allow(&format!("{SERVICE}{rpc}"), [Allowed::Service(ServiceName::Edge)]);
+        list = list.allow(
+            &format!("{SERVICE}{rpc}"),
+            [Allowed::Service(ServiceName::Edge)],
+        );
     }
     list
 }
@@ -73,7 +92,8 @@ pub async fn serve<S: RegistryStore>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let registry_service = TenantRegistryServiceServer::new(RegistryApi::new(Arc::clone(&registry)));
+    let registry_service =
+        TenantRegistryServiceServer::new(RegistryApi::new(Arc::clone(&registry)));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(locksmith_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

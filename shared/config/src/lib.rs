@@ -101,9 +101,8 @@ fn apply_override(table: &mut Table, name: &str, raw: &str) -> Result<(), Config
     let bad = || ConfigError::BadVariable {
         name: name.to_owned(),
     };
-    let valid_segment = |s: &String| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    };
+    let valid_segment =
+        |s: &String| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !path.iter().all(valid_segment) {
         return Err(bad());
     }
@@ -128,7 +127,10 @@ fn typed_value(raw: &str) -> Value {
     let looks_typed = raw == "true"
         || raw == "false"
         || raw.starts_with('[')
-        || (!raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-'));
+        || (!raw.is_empty()
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-'));
     if looks_typed
         && let Ok(table) = format!("v = {raw}").parse::<Table>()
         && let Some(v) = table.get("v")
@@ -160,7 +162,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

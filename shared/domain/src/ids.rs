@@ -149,10 +149,17 @@ mod tests {
             ("a\0", IdError::BadCharacter),
             ("ténant", IdError::BadCharacter),
             ("é", IdError::BadCharacter),
-            ("550E8400-E29B-41D4-A716-446655440000", IdError::BadCharacter),
+            (
+                "550E8400-E29B-41D4-A716-446655440000",
+                IdError::BadCharacter,
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(TenantId::parse(input).err().as_ref(), Some(want), "{input:?}");
+            assert_eq!(
+                TenantId::parse(input).err().as_ref(),
+                Some(want),
+                "{input:?}"
+            );
         }
         assert_eq!(
             TenantId::parse(&"a".repeat(64)).err(),

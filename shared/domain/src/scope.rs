@@ -61,7 +61,11 @@ pub enum ScopeError {
     },
 }
 
-fn id<T>(kind: &'static str, parse: fn(&str) -> Result<T, IdError>, s: &str) -> Result<T, ScopeError> {
+fn id<T>(
+    kind: &'static str,
+    parse: fn(&str) -> Result<T, IdError>,
+    s: &str,
+) -> Result<T, ScopeError> {
     parse(s).map_err(|source| ScopeError::BadId { kind, source })
 }
 
@@ -228,7 +232,13 @@ mod tests {
         ] {
             assert_eq!(Scope::parse(s), Err(ScopeError::Malformed), "{s:?}");
         }
-        for s in ["tenant/", "tenant/..", "tenant/Prod", "tenant/prod/org/a%2Fb", "tenant/prod/org/a\0"] {
+        for s in [
+            "tenant/",
+            "tenant/..",
+            "tenant/Prod",
+            "tenant/prod/org/a%2Fb",
+            "tenant/prod/org/a\0",
+        ] {
             assert!(
                 matches!(Scope::parse(s), Err(ScopeError::BadId { .. })),
                 "{s:?}"
@@ -242,7 +252,12 @@ mod tests {
         let chain: Vec<String> = bot.ancestry().map(|s| s.to_string()).collect();
         assert_eq!(
             chain,
-            ["tenant/prod/org/acme/bot/b1", "tenant/prod/org/acme", "tenant/prod", "system"]
+            [
+                "tenant/prod/org/acme/bot/b1",
+                "tenant/prod/org/acme",
+                "tenant/prod",
+                "system"
+            ]
         );
         let user = Scope::parse("tenant/prod/org/acme/user/u1").unwrap();
         assert_eq!(user.ancestry().count(), 4);

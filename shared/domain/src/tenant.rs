@@ -75,7 +75,10 @@ impl TenantSpec {
             );
         }
         if self.quotas.max_connections > MAX_QUOTA {
-            c.fail("quotas.max_connections", format!("must be at most {MAX_QUOTA}"));
+            c.fail(
+                "quotas.max_connections",
+                format!("must be at most {MAX_QUOTA}"),
+            );
         }
         if self.enabled_integrations.len() > MAX_INTEGRATIONS {
             c.fail(
@@ -211,7 +214,12 @@ mod tests {
         let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["display_name", "domain", "settings.Bad Key", "quotas.requests_per_minute"]
+            [
+                "display_name",
+                "domain",
+                "settings.Bad Key",
+                "quotas.requests_per_minute"
+            ]
         );
     }
 

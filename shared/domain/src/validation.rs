@@ -67,7 +67,10 @@ impl Checker {
         if value.trim().is_empty() {
             self.fail(field, "is required");
         } else if value.chars().count() > MAX_DISPLAY_NAME {
-            self.fail(field, format!("must be at most {MAX_DISPLAY_NAME} characters"));
+            self.fail(
+                field,
+                format!("must be at most {MAX_DISPLAY_NAME} characters"),
+            );
         } else if value.chars().any(char::is_control) {
             self.fail(field, "must not contain control characters");
         }
@@ -76,7 +79,10 @@ impl Checker {
     /// Settings and labels: small maps of non-secret strings.
     pub(crate) fn string_map(&mut self, field: &str, map: &BTreeMap<String, String>) {
         if map.len() > MAX_MAP_ENTRIES {
-            self.fail(field, format!("must have at most {MAX_MAP_ENTRIES} entries"));
+            self.fail(
+                field,
+                format!("must have at most {MAX_MAP_ENTRIES} entries"),
+            );
         }
         for (key, value) in map {
             if !is_map_key(key) {
@@ -150,7 +156,10 @@ fn is_dns_name(value: &str) -> bool {
 /// A map key as it may appear in a field path: bad keys are shown escaped and
 /// shortened so an error message stays one readable line.
 fn printable(key: &str) -> String {
-    key.chars().take(32).flat_map(char::escape_default).collect()
+    key.chars()
+        .take(32)
+        .flat_map(char::escape_default)
+        .collect()
 }
 
 #[cfg(test)]
@@ -161,7 +170,9 @@ mod tests {
     fn dns_names() {
         assert!(is_dns_name("acme.example.com"));
         assert!(is_dns_name("localhost"));
-        for bad in ["", ".", "a..b", "-a.com", "a-.com", "a b.com", "ä.com", "a/b"] {
+        for bad in [
+            "", ".", "a..b", "-a.com", "a-.com", "a b.com", "ä.com", "a/b",
+        ] {
             assert!(!is_dns_name(bad), "{bad}");
         }
     }

@@ -181,7 +181,11 @@ mod tests {
     fn every_reason_is_unique_and_round_trips() {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_reason(code.reason()), Some(code));
-            assert!(code.reason().bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+            assert!(
+                code.reason()
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_')
+            );
         }
     }
 
@@ -189,7 +193,10 @@ mod tests {
     fn server_errors_are_only_internal_unavailable_and_timeout() {
         for code in ErrorCode::ALL {
             let server_side = code.http_status().is_server_error();
-            let expected = matches!(code, ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Timeout);
+            let expected = matches!(
+                code,
+                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Timeout
+            );
             assert_eq!(server_side, expected, "{code}");
         }
     }

@@ -139,7 +139,12 @@ impl ApiError {
     }
 
     /// The RFC 9457 problem for this error.
-    pub fn to_problem(&self, instance: Option<String>, request_id: Option<String>, trace_id: Option<String>) -> Problem {
+    pub fn to_problem(
+        &self,
+        instance: Option<String>,
+        request_id: Option<String>,
+        trace_id: Option<String>,
+    ) -> Problem {
         Problem {
             problem_type: self.code.problem_type(),
             title: self.code.title().to_owned(),
@@ -157,7 +162,10 @@ impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> Self {
         let mut metadata = HashMap::new();
         if let Some(after) = err.retry_after {
-            metadata.insert("retry_after_seconds".to_owned(), after.as_secs().to_string());
+            metadata.insert(
+                "retry_after_seconds".to_owned(),
+                after.as_secs().to_string(),
+            );
         }
         let mut details = ErrorDetails::with_error_info(err.code.reason(), ERROR_DOMAIN, metadata);
         for v in &err.violations {
@@ -197,7 +205,10 @@ mod tests {
         assert_eq!(back.code, ErrorCode::Internal);
         assert!(!back.detail.contains("/var/secret"));
         let back = ApiError::from_status(&tonic::Status::not_found("no such tenant"));
-        assert_eq!((back.code, back.detail.as_str()), (ErrorCode::NotFound, "no such tenant"));
+        assert_eq!(
+            (back.code, back.detail.as_str()),
+            (ErrorCode::NotFound, "no such tenant")
+        );
     }
 
     #[test]

@@ -164,12 +164,24 @@ mod tests {
 
     use super::*;
 
-    fn subscriber() -> (impl tracing::Subscriber + Send + Sync, InMemorySpanExporter, SdkTracerProvider) {
+    fn subscriber() -> (
+        impl tracing::Subscriber + Send + Sync,
+        InMemorySpanExporter,
+        SdkTracerProvider,
+    ) {
         let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-        (tracing_subscriber::registry().with(layer), exporter, provider)
+        (
+            tracing_subscriber::registry().with(layer),
+            exporter,
+            provider,
+        )
     }
 
     #[tokio::test]
@@ -177,23 +189,44 @@ mod tests {
         let (subscriber, exporter, _provider) = subscriber();
         let _guard = tracing::subscriber::set_default(subscriber);
         let svc = GrpcServerTraceLayer.layer(service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::builder().header("grpc-status", "5").body(()).unwrap())
+            Ok::<_, Infallible>(
+                http::Response::builder()
+                    .header("grpc-status", "5")
+                    .body(())
+                    .unwrap(),
+            )
         }));
         let request = http::Request::builder()
             .uri("/locksmith.registry.v1.TenantRegistryService/GetTenant")
-            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
             .body(())
             .unwrap();
         svc.oneshot(request).await.unwrap();
         let spans = exporter.get_finished_spans().unwrap();
-        let span = spans.iter().find(|s| s.span_kind == SpanKind::Server).unwrap();
-        assert_eq!(span.name, "locksmith.registry.v1.TenantRegistryService/GetTenant");
+        let span = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Server)
+            .unwrap();
+        assert_eq!(
+            span.name,
+            "locksmith.registry.v1.TenantRegistryService/GetTenant"
+        );
         assert_eq!(
             span.span_context.trace_id(),
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
         );
-        assert_eq!(span.parent_span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
-        assert!(span.attributes.iter().any(|kv| kv.key.as_str() == "rpc.grpc.status_code"));
+        assert_eq!(
+            span.parent_span_id,
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        );
+        assert!(
+            span.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "rpc.grpc.status_code")
+        );
     }
 
     #[tokio::test]
@@ -214,7 +247,10 @@ mod tests {
         let outer_trace = outer.context().span().span_context().trace_id();
         drop(outer);
         let spans = exporter.get_finished_spans().unwrap();
-        let client = spans.iter().find(|s| s.span_kind == SpanKind::Client).unwrap();
+        let client = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Client)
+            .unwrap();
         let parts: Vec<&str> = traceparent.split('-').collect();
         assert_eq!(parts[1], outer_trace.to_string());
         assert_eq!(parts[2], client.span_context.span_id().to_string());

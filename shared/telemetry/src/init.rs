@@ -60,12 +60,18 @@ pub fn init_from_env(service_name: &str) -> Result<TelemetryGuard, TelemetryErro
 ///   and problem bodies and W3C context propagates even when nothing is
 ///   exported; spans are exported over OTLP/gRPC only when
 ///   `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
-pub fn init(service_name: &str, env: &HashMap<String, String>) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    service_name: &str,
+    env: &HashMap<String, String>,
+) -> Result<TelemetryGuard, TelemetryError> {
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.to_owned())
         .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if let Some(endpoint) = env.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.is_empty()) {
+    if let Some(endpoint) = env
+        .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .filter(|e| !e.is_empty())
+    {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint.clone())
@@ -83,7 +89,10 @@ pub fn init(service_name: &str, env: &HashMap<String, String>) -> Result<Telemet
 
 /// Installs the global subscriber around a caller-built provider (tests use
 /// one with an in-memory exporter).
-pub fn init_with_provider(provider: SdkTracerProvider, filter: &str) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init_with_provider(
+    provider: SdkTracerProvider,
+    filter: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
     install(provider, filter, false, "locksmith")
 }
 
@@ -93,13 +102,20 @@ fn install(
     json: bool,
     tracer_name: &str,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
     let filter = EnvFilter::try_new(filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
     let tracer = provider.tracer(tracer_name.to_owned());
     let fmt = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))

@@ -7,6 +7,10 @@ mod grpc;
 mod init;
 mod propagation;
 
-pub use grpc::{GrpcClientTraceLayer, GrpcClientTraceService, GrpcServerTraceLayer, GrpcServerTraceService};
-pub use init::{TelemetryError, TelemetryGuard, init, init_from_env, init_with_provider, shutdown_signal};
+pub use grpc::{
+    GrpcClientTraceLayer, GrpcClientTraceService, GrpcServerTraceLayer, GrpcServerTraceService,
+};
+pub use init::{
+    TelemetryError, TelemetryGuard, init, init_from_env, init_with_provider, shutdown_signal,
+};
 pub use propagation::{current_trace_id, extract_context, inject_context, set_remote_parent};

@@ -24,7 +24,10 @@ struct HeaderInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             self.0.insert(name, value);
         }
     }
@@ -37,7 +40,9 @@ pub fn extract_context(headers: &HeaderMap) -> Context {
 
 /// Writes `cx` into `headers` as `traceparent` (and `tracestate`).
 pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderInjector(headers)));
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(cx, &mut HeaderInjector(headers))
+    });
 }
 
 /// Makes `span` a child of the remote context in `headers`, if there is one.

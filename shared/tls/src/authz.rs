@@ -88,7 +88,9 @@ pub struct MtlsAuthLayer {
 impl MtlsAuthLayer {
     /// Enforces `allow` on every call.
     pub fn new(allow: AllowList) -> Self {
-        Self { allow: Arc::new(allow) }
+        Self {
+            allow: Arc::new(allow),
+        }
     }
 }
 
@@ -117,19 +119,27 @@ fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, tonic::Sta
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(TlsConnectInfo::peer_certs)
         .filter(|certs| !certs.is_empty())
-        .ok_or_else(|| tonic::Status::unauthenticated("a client certificate issued by the suite CA is required"))?;
+        .ok_or_else(|| {
+            tonic::Status::unauthenticated(
+                "a client certificate issued by the suite CA is required",
+            )
+        })?;
     let leaf = certs
         .first()
         .ok_or_else(|| tonic::Status::unauthenticated("empty client certificate chain"))?;
-    Identity::from_cert_der(leaf.as_ref())
-        .map_err(|e| tonic::Status::unauthenticated(format!("client certificate has no Locksmith identity: {e}")))
+    Identity::from_cert_der(leaf.as_ref()).map_err(|e| {
+        tonic::Status::unauthenticated(format!("client certificate has no Locksmith identity: {e}"))
+    })
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for MtlsAuthService<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     B: Send + 'static,
@@ -148,7 +158,9 @@ where
             if self.allow.permits(&path, &id) {
                 Ok(id)
             } else {
-                Err(tonic::Status::permission_denied(format!("{id} may not call {path}")))
+                Err(tonic::Status::permission_denied(format!(
+                    "{id} may not call {path}"
+                )))
             }
         });
         match verdict {
@@ -182,7 +194,10 @@ mod tests {
         assert!(!list.permits("/a.B/Write", &workload));
         assert!(list.permits("/a.B/Read", &proxy) && list.permits("/a.B/Read", &workload));
         assert!(list.permits("/grpc.health.v1.Health/Check", &workload));
-        assert!(!list.permits("/a.B/Other", &edge), "unlisted methods are denied");
+        assert!(
+            !list.permits("/a.B/Other", &edge),
+            "unlisted methods are denied"
+        );
         assert!(!list.permits("/a.B/Write/", &edge));
         assert!(!AllowList::new().permits("/a.B/Read", &edge));
     }

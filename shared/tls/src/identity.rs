@@ -52,7 +52,9 @@ impl FromStr for ServiceName {
             .iter()
             .copied()
             .find(|n| n.as_str() == s)
-            .ok_or_else(|| TlsError::BadIdentity(format!("unknown service '{}'", s.escape_default())))
+            .ok_or_else(|| {
+                TlsError::BadIdentity(format!("unknown service '{}'", s.escape_default()))
+            })
     }
 }
 
@@ -82,7 +84,8 @@ fn is_slug(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 impl Identity {
@@ -90,7 +93,9 @@ impl Identity {
     pub fn uri(&self) -> String {
         match self {
             Identity::Service(s) => format!("{PREFIX}{s}"),
-            Identity::Workload { tenant, name } => format!("{PREFIX}tenant/{tenant}/workload/{name}"),
+            Identity::Workload { tenant, name } => {
+                format!("{PREFIX}tenant/{tenant}/workload/{name}")
+            }
         }
     }
 
@@ -131,14 +136,20 @@ impl Identity {
             .subject_alternative_name()
             .map_err(|e| TlsError::BadCertificate(format!("bad subjectAltName: {e}")))?
             .ok_or_else(|| TlsError::BadCertificate("no subjectAltName".into()))?;
-        let mut ours = san.value.general_names.iter().filter_map(|name| match name {
-            GeneralName::URI(uri) if uri.starts_with(PREFIX) => Some(*uri),
-            _ => None,
-        });
+        let mut ours = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) if uri.starts_with(PREFIX) => Some(*uri),
+                _ => None,
+            });
         match (ours.next(), ours.next()) {
             (Some(uri), None) => Identity::parse_uri(uri),
             (None, _) => Err(TlsError::BadCertificate(format!("no {PREFIX} URI SAN"))),
-            (Some(_), Some(_)) => Err(TlsError::BadCertificate(format!("more than one {PREFIX} URI SAN"))),
+            (Some(_), Some(_)) => Err(TlsError::BadCertificate(format!(
+                "more than one {PREFIX} URI SAN"
+            ))),
         }
     }
 }
@@ -162,7 +173,10 @@ mod tests {
         ] {
             assert_eq!(Identity::parse_uri(&id.uri()).unwrap(), id);
         }
-        assert_eq!(Identity::Service(ServiceName::Registry).uri(), "spiffe://locksmith/registry");
+        assert_eq!(
+            Identity::Service(ServiceName::Registry).uri(),
+            "spiffe://locksmith/registry"
+        );
     }
 
     #[test]

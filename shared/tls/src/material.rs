@@ -59,7 +59,9 @@ pub struct TlsMaterial {
 
 impl fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsMaterial").field("key_pem", &"[redacted]").finish_non_exhaustive()
+        f.debug_struct("TlsMaterial")
+            .field("key_pem", &"[redacted]")
+            .finish_non_exhaustive()
     }
 }
 

@@ -12,8 +12,8 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
@@ -36,7 +36,9 @@ pub struct CertificateAuthority {
 
 impl fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateAuthority").field("key", &"[redacted]").finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .field("key", &"[redacted]")
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,7 +52,9 @@ pub struct IssuedCertificate {
 
 impl fmt::Debug for IssuedCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuedCertificate").field("key_pem", &"[redacted]").finish_non_exhaustive()
+        f.debug_struct("IssuedCertificate")
+            .field("key_pem", &"[redacted]")
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,9 +63,15 @@ impl CertificateAuthority {
     pub fn generate(common_name: &str, now: OffsetDateTime) -> Result<Self, TlsError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = now - BACKDATE;
         params.not_after = now + CA_VALIDITY;
         let cert = params.self_signed(&key)?;
@@ -97,21 +107,33 @@ impl CertificateAuthority {
     /// A leaf certificate for `identity`, usable as both TLS server and client.
     /// Services also get DNS SANs `localhost` and `<service>.locksmith.internal`
     /// and the loopback addresses, so they can serve on any of them.
-    pub fn issue(&self, identity: &Identity, now: OffsetDateTime, validity: Duration) -> Result<IssuedCertificate, TlsError> {
+    pub fn issue(
+        &self,
+        identity: &Identity,
+        now: OffsetDateTime,
+        validity: Duration,
+    ) -> Result<IssuedCertificate, TlsError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, identity.uri());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, identity.uri());
         let mut sans = vec![SanType::URI(identity.uri().try_into()?)];
         if let Identity::Service(service) = identity {
             sans.push(SanType::DnsName("localhost".try_into()?));
-            sans.push(SanType::DnsName(format!("{service}.locksmith.internal").try_into()?));
+            sans.push(SanType::DnsName(
+                format!("{service}.locksmith.internal").try_into()?,
+            ));
             sans.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
             sans.push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
         }
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - BACKDATE;
         params.not_after = now + validity;
@@ -140,7 +162,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 }
 
 fn make_dir(dir: &Path) -> Result<(), TlsError> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
 }
 
 /// Writes `contents` to `path`, replacing it; a private key is created with
@@ -152,7 +178,10 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError
         Err(e) => return Err(io_err(path)(e)),
     }
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true).mode(if private { 0o600 } else { 0o644 });
+    options
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 });
     let mut file = options.open(path).map_err(io_err(path))?;
     file.write_all(contents.as_bytes()).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))
@@ -162,7 +191,11 @@ fn read(path: &Path) -> Result<String, TlsError> {
     fs::read_to_string(path).map_err(io_err(path))
 }
 
-fn write_pair(cert_path: &Path, key_path: &Path, issued: &IssuedCertificate) -> Result<(), TlsError> {
+fn write_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    issued: &IssuedCertificate,
+) -> Result<(), TlsError> {
     write_file(key_path, issued.key_pem.expose_secret(), true)?;
     write_file(cert_path, &issued.cert_pem, false)
 }
@@ -208,7 +241,12 @@ pub fn init_dir(dir: &Path, now: OffsetDateTime, force: bool) -> Result<InitRepo
 /// Issues `spiffe://locksmith/tenant/{tenant}/workload/{name}` with the CA in
 /// `dir`, written to `dir/workloads/{tenant}/{name}.pem` and `{name}-key.pem`.
 /// Returns the certificate's path.
-pub fn issue_workload(dir: &Path, tenant: &str, name: &str, now: OffsetDateTime) -> Result<PathBuf, TlsError> {
+pub fn issue_workload(
+    dir: &Path,
+    tenant: &str,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<PathBuf, TlsError> {
     let identity = Identity::workload(tenant, name)?;
     let ca = load_ca(dir)?;
     let out = dir.join("workloads").join(tenant);
@@ -239,7 +277,10 @@ mod tests {
         let der = der(&leaf.cert_pem);
         assert_eq!(Identity::from_cert_der(&der).unwrap(), id);
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        assert_eq!(cert.validity().not_after.timestamp(), (now + Duration::days(2)).unix_timestamp());
+        assert_eq!(
+            cert.validity().not_after.timestamp(),
+            (now + Duration::days(2)).unix_timestamp()
+        );
         // A CA certificate has no Locksmith identity.
         assert!(Identity::from_cert_der(&self::der(ca.cert_pem())).is_err());
     }
@@ -250,15 +291,28 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let first = init_dir(dir.path(), now, false).unwrap();
         assert_eq!(first.written.len(), 2 + 2 * ServiceName::ALL.len());
-        for path in first.written.iter().filter(|p| p.to_string_lossy().ends_with("-key.pem")) {
-            assert_eq!(fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+        for path in first
+            .written
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with("-key.pem"))
+        {
+            assert_eq!(
+                fs::metadata(path).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{}",
+                path.display()
+            );
         }
         let edge_before = read(&dir.path().join("edge.pem")).unwrap();
         let second = init_dir(dir.path(), now, false).unwrap();
         assert!(second.written.is_empty());
         assert_eq!(read(&dir.path().join("edge.pem")).unwrap(), edge_before);
         let forced = init_dir(dir.path(), now, true).unwrap();
-        assert_eq!(forced.written.len(), 2 * ServiceName::ALL.len(), "CA kept, leaves reissued");
+        assert_eq!(
+            forced.written.len(),
+            2 * ServiceName::ALL.len(),
+            "CA kept, leaves reissued"
+        );
         assert_ne!(read(&dir.path().join("edge.pem")).unwrap(), edge_before);
     }
 
@@ -277,7 +331,9 @@ mod tests {
     fn debug_output_redacts_keys() {
         let now = OffsetDateTime::now_utc();
         let ca = CertificateAuthority::generate("test CA", now).unwrap();
-        let leaf = ca.issue(&Identity::Service(ServiceName::Edge), now, LEAF_VALIDITY).unwrap();
+        let leaf = ca
+            .issue(&Identity::Service(ServiceName::Edge), now, LEAF_VALIDITY)
+            .unwrap();
         for text in [format!("{ca:?}"), format!("{leaf:?}")] {
             assert!(!text.contains("PRIVATE KEY"), "{text}");
         }

@@ -32,7 +32,10 @@ struct At {
 
 fn no_email(kind: MemberKind, email: bool) -> Result<(), Failure> {
     if email && kind != MemberKind::User {
-        return Err(Failure(ApiError::invalid_field("email", format!("a {} has no email", kind.as_str()))));
+        return Err(Failure(ApiError::invalid_field(
+            "email",
+            format!("a {} has no email", kind.as_str()),
+        )));
     }
     Ok(())
 }
@@ -40,21 +43,55 @@ fn no_email(kind: MemberKind, email: bool) -> Result<(), Failure> {
 fn location(view: &MemberView, kind: MemberKind) -> String {
     match kind {
         MemberKind::Org => format!("/tenants/{}/orgs/{}", view.tenant_id, view.id),
-        _ => format!("/tenants/{}/orgs/{}/{}/{}", view.tenant_id, view.org_id, kind.plural(), view.id),
+        _ => format!(
+            "/tenants/{}/orgs/{}/{}/{}",
+            view.tenant_id,
+            view.org_id,
+            kind.plural(),
+            view.id
+        ),
     }
 }
 
-async fn create(state: AppState, kind: MemberKind, at: At, body: CreateMember) -> Result<impl IntoResponse, Failure> {
+async fn create(
+    state: AppState,
+    kind: MemberKind,
+    at: At,
+    body: CreateMember,
+) -> Result<impl IntoResponse, Failure> {
     no_email(kind, body.email.is_some())?;
     let mut registry = state.backends.registry.clone();
     let view: Option<MemberView> = match kind {
         MemberKind::Org => {
-            let org = pb::Org { tenant_id: at.tenant, id: body.id, display_name: body.display_name, labels: body.labels, ..Default::default() };
-            registry.create_org(pb::CreateOrgRequest { org: Some(org) }).await?.into_inner().org.map(Into::into)
+            let org = pb::Org {
+                tenant_id: at.tenant,
+                id: body.id,
+                display_name: body.display_name,
+                labels: body.labels,
+                ..Default::default()
+            };
+            registry
+                .create_org(pb::CreateOrgRequest { org: Some(org) })
+                .await?
+                .into_inner()
+                .org
+                .map(Into::into)
         }
         MemberKind::Bot => {
-            let bot = pb::Bot { tenant_id: at.tenant, org_id: at.org, id: body.id, display_name: body.display_name, labels: body.labels, ..Default::default() };
-            registry.create_bot(pb::CreateBotRequest { bot: Some(bot) }).await?.into_inner().bot.map(Into::into)
+            let bot = pb::Bot {
+                tenant_id: at.tenant,
+                org_id: at.org,
+                id: body.id,
+                display_name: body.display_name,
+                labels: body.labels,
+                ..Default::default()
+            };
+            registry
+                .create_bot(pb::CreateBotRequest { bot: Some(bot) })
+                .await?
+                .into_inner()
+                .bot
+                .map(Into::into)
         }
         MemberKind::User => {
             let user = pb::User {
@@ -66,30 +103,50 @@ async fn create(state: AppState, kind: MemberKind, at: At, body: CreateMember) -
                 labels: body.labels,
                 ..Default::default()
             };
-            registry.create_user(pb::CreateUserRequest { user: Some(user) }).await?.into_inner().user.map(Into::into)
+            registry
+                .create_user(pb::CreateUserRequest { user: Some(user) })
+                .await?
+                .into_inner()
+                .user
+                .map(Into::into)
         }
     };
     let view = view.ok_or_else(|| missing(kind.as_str()))?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, location(&view, kind))], ApiJson(view)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location(&view, kind))],
+        ApiJson(view),
+    ))
 }
 
 async fn get(state: AppState, kind: MemberKind, at: At) -> Result<ApiJson<MemberView>, Failure> {
     let mut registry = state.backends.registry.clone();
     let view: Option<MemberView> = match kind {
         MemberKind::Org => registry
-            .get_org(pb::GetOrgRequest { tenant_id: at.tenant, org_id: at.id })
+            .get_org(pb::GetOrgRequest {
+                tenant_id: at.tenant,
+                org_id: at.id,
+            })
             .await?
             .into_inner()
             .org
             .map(Into::into),
         MemberKind::Bot => registry
-            .get_bot(pb::GetBotRequest { tenant_id: at.tenant, org_id: at.org, bot_id: at.id })
+            .get_bot(pb::GetBotRequest {
+                tenant_id: at.tenant,
+                org_id: at.org,
+                bot_id: at.id,
+            })
             .await?
             .into_inner()
             .bot
             .map(Into::into),
         MemberKind::User => registry
-            .get_user(pb::GetUserRequest { tenant_id: at.tenant, org_id: at.org, user_id: at.id })
+            .get_user(pb::GetUserRequest {
+                tenant_id: at.tenant,
+                org_id: at.org,
+                user_id: at.id,
+            })
             .await?
             .into_inner()
             .user
@@ -98,64 +155,183 @@ async fn get(state: AppState, kind: MemberKind, at: At) -> Result<ApiJson<Member
     Ok(ApiJson(view.ok_or_else(|| missing(kind.as_str()))?))
 }
 
-async fn patch(state: AppState, kind: MemberKind, at: At, body: PatchMember) -> Result<ApiJson<MemberView>, Failure> {
+async fn patch(
+    state: AppState,
+    kind: MemberKind,
+    at: At,
+    body: PatchMember,
+) -> Result<ApiJson<MemberView>, Failure> {
     no_email(kind, body.email.is_some())?;
     let (display_name, email, labels, version, mask) = body.into_parts();
     let update_mask = Some(mask);
     let mut registry = state.backends.registry.clone();
     let view: Option<MemberView> = match kind {
         MemberKind::Org => {
-            let org = pb::Org { tenant_id: at.tenant, id: at.id, display_name, labels, version, ..Default::default() };
-            registry.update_org(pb::UpdateOrgRequest { org: Some(org), update_mask }).await?.into_inner().org.map(Into::into)
+            let org = pb::Org {
+                tenant_id: at.tenant,
+                id: at.id,
+                display_name,
+                labels,
+                version,
+                ..Default::default()
+            };
+            registry
+                .update_org(pb::UpdateOrgRequest {
+                    org: Some(org),
+                    update_mask,
+                })
+                .await?
+                .into_inner()
+                .org
+                .map(Into::into)
         }
         MemberKind::Bot => {
-            let bot = pb::Bot { tenant_id: at.tenant, org_id: at.org, id: at.id, display_name, labels, version, ..Default::default() };
-            registry.update_bot(pb::UpdateBotRequest { bot: Some(bot), update_mask }).await?.into_inner().bot.map(Into::into)
+            let bot = pb::Bot {
+                tenant_id: at.tenant,
+                org_id: at.org,
+                id: at.id,
+                display_name,
+                labels,
+                version,
+                ..Default::default()
+            };
+            registry
+                .update_bot(pb::UpdateBotRequest {
+                    bot: Some(bot),
+                    update_mask,
+                })
+                .await?
+                .into_inner()
+                .bot
+                .map(Into::into)
         }
         MemberKind::User => {
-            let user = pb::User { tenant_id: at.tenant, org_id: at.org, id: at.id, display_name, email, labels, version, ..Default::default() };
-            registry.update_user(pb::UpdateUserRequest { user: Some(user), update_mask }).await?.into_inner().user.map(Into::into)
+            let user = pb::User {
+                tenant_id: at.tenant,
+                org_id: at.org,
+                id: at.id,
+                display_name,
+                email,
+                labels,
+                version,
+                ..Default::default()
+            };
+            registry
+                .update_user(pb::UpdateUserRequest {
+                    user: Some(user),
+                    update_mask,
+                })
+                .await?
+                .into_inner()
+                .user
+                .map(Into::into)
         }
     };
     Ok(ApiJson(view.ok_or_else(|| missing(kind.as_str()))?))
 }
 
-async fn delete(state: AppState, kind: MemberKind, at: At, q: DeleteQuery) -> Result<StatusCode, Failure> {
+async fn delete(
+    state: AppState,
+    kind: MemberKind,
+    at: At,
+    q: DeleteQuery,
+) -> Result<StatusCode, Failure> {
     let version = q.version.unwrap_or_default();
     let mut registry = state.backends.registry.clone();
     match kind {
         MemberKind::Org => {
-            registry.delete_org(pb::DeleteOrgRequest { tenant_id: at.tenant, org_id: at.id, version }).await?;
+            registry
+                .delete_org(pb::DeleteOrgRequest {
+                    tenant_id: at.tenant,
+                    org_id: at.id,
+                    version,
+                })
+                .await?;
         }
         MemberKind::Bot => {
-            registry.delete_bot(pb::DeleteBotRequest { tenant_id: at.tenant, org_id: at.org, bot_id: at.id, version }).await?;
+            registry
+                .delete_bot(pb::DeleteBotRequest {
+                    tenant_id: at.tenant,
+                    org_id: at.org,
+                    bot_id: at.id,
+                    version,
+                })
+                .await?;
         }
         MemberKind::User => {
-            registry.delete_user(pb::DeleteUserRequest { tenant_id: at.tenant, org_id: at.org, user_id: at.id, version }).await?;
+            registry
+                .delete_user(pb::DeleteUserRequest {
+                    tenant_id: at.tenant,
+                    org_id: at.org,
+                    user_id: at.id,
+                    version,
+                })
+                .await?;
         }
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list(state: AppState, kind: MemberKind, tenant: String, org: String, q: PageQuery) -> Result<ApiJson<MemberList>, Failure> {
+async fn list(
+    state: AppState,
+    kind: MemberKind,
+    tenant: String,
+    org: String,
+    q: PageQuery,
+) -> Result<ApiJson<MemberList>, Failure> {
     let page_size = q.page_size.unwrap_or_default();
     let page_token = q.page_token.unwrap_or_default();
     let mut registry = state.backends.registry.clone();
     let (items, next): (Vec<MemberView>, String) = match kind {
         MemberKind::Org => {
-            let r = registry.list_orgs(pb::ListOrgsRequest { tenant_id: tenant, page_size, page_token }).await?.into_inner();
-            (r.orgs.into_iter().map(Into::into).collect(), r.next_page_token)
+            let r = registry
+                .list_orgs(pb::ListOrgsRequest {
+                    tenant_id: tenant,
+                    page_size,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            (
+                r.orgs.into_iter().map(Into::into).collect(),
+                r.next_page_token,
+            )
         }
         MemberKind::Bot => {
-            let r = registry.list_bots(pb::ListBotsRequest { tenant_id: tenant, org_id: org, page_size, page_token }).await?.into_inner();
-            (r.bots.into_iter().map(Into::into).collect(), r.next_page_token)
+            let r = registry
+                .list_bots(pb::ListBotsRequest {
+                    tenant_id: tenant,
+                    org_id: org,
+                    page_size,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            (
+                r.bots.into_iter().map(Into::into).collect(),
+                r.next_page_token,
+            )
         }
         MemberKind::User => {
-            let r = registry.list_users(pb::ListUsersRequest { tenant_id: tenant, org_id: org, page_size, page_token }).await?.into_inner();
-            (r.users.into_iter().map(Into::into).collect(), r.next_page_token)
+            let r = registry
+                .list_users(pb::ListUsersRequest {
+                    tenant_id: tenant,
+                    org_id: org,
+                    page_size,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            (
+                r.users.into_iter().map(Into::into).collect(),
+                r.next_page_token,
+            )
         }
     };
-    Ok(ApiJson(MemberList { items, next_page_token: Some(next).filter(|t| !t.is_empty()) }))
+    Ok(ApiJson(MemberList {
+        items,
+        next_page_token: Some(next).filter(|t| !t.is_empty()),
+    }))
 }
 
 // ---- handlers: one per route, so each has its own OpenAPI entry ----
@@ -168,50 +344,126 @@ const USER: MemberKind = MemberKind::User;
 #[utoipa::path(post, path = "/tenants/{tenant_id}/orgs", tag = "orgs", params(("tenant_id" = String, Path)), request_body = CreateMember,
     responses((status = 201, body = MemberView), (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json"),
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn create_org(State(s): State<AppState>, ApiPath(tenant): ApiPath<String>, ApiJson(b): ApiJson<CreateMember>) -> Result<impl IntoResponse, Failure> {
-    create(s, ORG, At { tenant, org: String::new(), id: String::new() }, b).await
+pub async fn create_org(
+    State(s): State<AppState>,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(b): ApiJson<CreateMember>,
+) -> Result<impl IntoResponse, Failure> {
+    create(
+        s,
+        ORG,
+        At {
+            tenant,
+            org: String::new(),
+            id: String::new(),
+        },
+        b,
+    )
+    .await
 }
 
 /// List a tenant's orgs.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/orgs", tag = "orgs", params(("tenant_id" = String, Path), PageQuery),
     responses((status = 200, body = MemberList), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn list_orgs(State(s): State<AppState>, ApiPath(tenant): ApiPath<String>, ApiQuery(q): ApiQuery<PageQuery>) -> Result<ApiJson<MemberList>, Failure> {
+pub async fn list_orgs(
+    State(s): State<AppState>,
+    ApiPath(tenant): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<ApiJson<MemberList>, Failure> {
     list(s, ORG, tenant, String::new(), q).await
 }
 
 /// Get an org.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/orgs/{org_id}", tag = "orgs", params(("tenant_id" = String, Path), ("org_id" = String, Path)),
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn get_org(State(s): State<AppState>, ApiPath((tenant, org)): ApiPath<(String, String)>) -> Result<ApiJson<MemberView>, Failure> {
-    get(s, ORG, At { tenant, org: org.clone(), id: org }).await
+pub async fn get_org(
+    State(s): State<AppState>,
+    ApiPath((tenant, org)): ApiPath<(String, String)>,
+) -> Result<ApiJson<MemberView>, Failure> {
+    get(
+        s,
+        ORG,
+        At {
+            tenant,
+            org: org.clone(),
+            id: org,
+        },
+    )
+    .await
 }
 
 /// Change an org, if `version` is current.
 #[utoipa::path(patch, path = "/tenants/{tenant_id}/orgs/{org_id}", tag = "orgs", params(("tenant_id" = String, Path), ("org_id" = String, Path)), request_body = PatchMember,
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn patch_org(State(s): State<AppState>, ApiPath((tenant, org)): ApiPath<(String, String)>, ApiJson(b): ApiJson<PatchMember>) -> Result<ApiJson<MemberView>, Failure> {
-    patch(s, ORG, At { tenant, org: org.clone(), id: org }, b).await
+pub async fn patch_org(
+    State(s): State<AppState>,
+    ApiPath((tenant, org)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<PatchMember>,
+) -> Result<ApiJson<MemberView>, Failure> {
+    patch(
+        s,
+        ORG,
+        At {
+            tenant,
+            org: org.clone(),
+            id: org,
+        },
+        b,
+    )
+    .await
 }
 
 /// Delete an org with its bots and users.
 #[utoipa::path(delete, path = "/tenants/{tenant_id}/orgs/{org_id}", tag = "orgs", params(("tenant_id" = String, Path), ("org_id" = String, Path), DeleteQuery),
     responses((status = 204), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn delete_org(State(s): State<AppState>, ApiPath((tenant, org)): ApiPath<(String, String)>, ApiQuery(q): ApiQuery<DeleteQuery>) -> Result<StatusCode, Failure> {
-    delete(s, ORG, At { tenant, org: org.clone(), id: org }, q).await
+pub async fn delete_org(
+    State(s): State<AppState>,
+    ApiPath((tenant, org)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, Failure> {
+    delete(
+        s,
+        ORG,
+        At {
+            tenant,
+            org: org.clone(),
+            id: org,
+        },
+        q,
+    )
+    .await
 }
 
 /// Create a bot in an org.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/orgs/{org_id}/bots", tag = "bots", params(("tenant_id" = String, Path), ("org_id" = String, Path)), request_body = CreateMember,
     responses((status = 201, body = MemberView), (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json"),
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn create_bot(State(s): State<AppState>, ApiPath((tenant, org)): ApiPath<(String, String)>, ApiJson(b): ApiJson<CreateMember>) -> Result<impl IntoResponse, Failure> {
-    create(s, BOT, At { tenant, org, id: String::new() }, b).await
+pub async fn create_bot(
+    State(s): State<AppState>,
+    ApiPath((tenant, org)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<CreateMember>,
+) -> Result<impl IntoResponse, Failure> {
+    create(
+        s,
+        BOT,
+        At {
+            tenant,
+            org,
+            id: String::new(),
+        },
+        b,
+    )
+    .await
 }
 
 /// List an org's bots.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/orgs/{org_id}/bots", tag = "bots", params(("tenant_id" = String, Path), ("org_id" = String, Path), PageQuery),
     responses((status = 200, body = MemberList), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn list_bots(State(s): State<AppState>, ApiPath((tenant, org)): ApiPath<(String, String)>, ApiQuery(q): ApiQuery<PageQuery>) -> Result<ApiJson<MemberList>, Failure> {
+pub async fn list_bots(
+    State(s): State<AppState>,
+    ApiPath((tenant, org)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<ApiJson<MemberList>, Failure> {
     list(s, BOT, tenant, org, q).await
 }
 
@@ -219,7 +471,10 @@ pub async fn list_bots(State(s): State<AppState>, ApiPath((tenant, org)): ApiPat
 #[utoipa::path(get, path = "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}", tag = "bots",
     params(("tenant_id" = String, Path), ("org_id" = String, Path), ("bot_id" = String, Path)),
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn get_bot(State(s): State<AppState>, ApiPath((tenant, org, id)): ApiPath<(String, String, String)>) -> Result<ApiJson<MemberView>, Failure> {
+pub async fn get_bot(
+    State(s): State<AppState>,
+    ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
+) -> Result<ApiJson<MemberView>, Failure> {
     get(s, BOT, At { tenant, org, id }).await
 }
 
@@ -227,7 +482,11 @@ pub async fn get_bot(State(s): State<AppState>, ApiPath((tenant, org, id)): ApiP
 #[utoipa::path(patch, path = "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}", tag = "bots",
     params(("tenant_id" = String, Path), ("org_id" = String, Path), ("bot_id" = String, Path)), request_body = PatchMember,
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn patch_bot(State(s): State<AppState>, ApiPath((tenant, org, id)): ApiPath<(String, String, String)>, ApiJson(b): ApiJson<PatchMember>) -> Result<ApiJson<MemberView>, Failure> {
+pub async fn patch_bot(
+    State(s): State<AppState>,
+    ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
+    ApiJson(b): ApiJson<PatchMember>,
+) -> Result<ApiJson<MemberView>, Failure> {
     patch(s, BOT, At { tenant, org, id }, b).await
 }
 
@@ -235,7 +494,11 @@ pub async fn patch_bot(State(s): State<AppState>, ApiPath((tenant, org, id)): Ap
 #[utoipa::path(delete, path = "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}", tag = "bots",
     params(("tenant_id" = String, Path), ("org_id" = String, Path), ("bot_id" = String, Path), DeleteQuery),
     responses((status = 204), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn delete_bot(State(s): State<AppState>, ApiPath((tenant, org, id)): ApiPath<(String, String, String)>, ApiQuery(q): ApiQuery<DeleteQuery>) -> Result<StatusCode, Failure> {
+pub async fn delete_bot(
+    State(s): State<AppState>,
+    ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, Failure> {
     delete(s, BOT, At { tenant, org, id }, q).await
 }
 
@@ -243,14 +506,32 @@ pub async fn delete_bot(State(s): State<AppState>, ApiPath((tenant, org, id)): A
 #[utoipa::path(post, path = "/tenants/{tenant_id}/orgs/{org_id}/users", tag = "users", params(("tenant_id" = String, Path), ("org_id" = String, Path)), request_body = CreateMember,
     responses((status = 201, body = MemberView), (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json"),
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn create_user(State(s): State<AppState>, ApiPath((tenant, org)): ApiPath<(String, String)>, ApiJson(b): ApiJson<CreateMember>) -> Result<impl IntoResponse, Failure> {
-    create(s, USER, At { tenant, org, id: String::new() }, b).await
+pub async fn create_user(
+    State(s): State<AppState>,
+    ApiPath((tenant, org)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<CreateMember>,
+) -> Result<impl IntoResponse, Failure> {
+    create(
+        s,
+        USER,
+        At {
+            tenant,
+            org,
+            id: String::new(),
+        },
+        b,
+    )
+    .await
 }
 
 /// List an org's users.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/orgs/{org_id}/users", tag = "users", params(("tenant_id" = String, Path), ("org_id" = String, Path), PageQuery),
     responses((status = 200, body = MemberList), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn list_users(State(s): State<AppState>, ApiPath((tenant, org)): ApiPath<(String, String)>, ApiQuery(q): ApiQuery<PageQuery>) -> Result<ApiJson<MemberList>, Failure> {
+pub async fn list_users(
+    State(s): State<AppState>,
+    ApiPath((tenant, org)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<ApiJson<MemberList>, Failure> {
     list(s, USER, tenant, org, q).await
 }
 
@@ -258,7 +539,10 @@ pub async fn list_users(State(s): State<AppState>, ApiPath((tenant, org)): ApiPa
 #[utoipa::path(get, path = "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}", tag = "users",
     params(("tenant_id" = String, Path), ("org_id" = String, Path), ("user_id" = String, Path)),
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn get_user(State(s): State<AppState>, ApiPath((tenant, org, id)): ApiPath<(String, String, String)>) -> Result<ApiJson<MemberView>, Failure> {
+pub async fn get_user(
+    State(s): State<AppState>,
+    ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
+) -> Result<ApiJson<MemberView>, Failure> {
     get(s, USER, At { tenant, org, id }).await
 }
 
@@ -266,7 +550,11 @@ pub async fn get_user(State(s): State<AppState>, ApiPath((tenant, org, id)): Api
 #[utoipa::path(patch, path = "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}", tag = "users",
     params(("tenant_id" = String, Path), ("org_id" = String, Path), ("user_id" = String, Path)), request_body = PatchMember,
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn patch_user(State(s): State<AppState>, ApiPath((tenant, org, id)): ApiPath<(String, String, String)>, ApiJson(b): ApiJson<PatchMember>) -> Result<ApiJson<MemberView>, Failure> {
+pub async fn patch_user(
+    State(s): State<AppState>,
+    ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
+    ApiJson(b): ApiJson<PatchMember>,
+) -> Result<ApiJson<MemberView>, Failure> {
     patch(s, USER, At { tenant, org, id }, b).await
 }
 
@@ -274,6 +562,10 @@ pub async fn patch_user(State(s): State<AppState>, ApiPath((tenant, org, id)): A
 #[utoipa::path(delete, path = "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}", tag = "users",
     params(("tenant_id" = String, Path), ("org_id" = String, Path), ("user_id" = String, Path), DeleteQuery),
     responses((status = 204), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn delete_user(State(s): State<AppState>, ApiPath((tenant, org, id)): ApiPath<(String, String, String)>, ApiQuery(q): ApiQuery<DeleteQuery>) -> Result<StatusCode, Failure> {
+pub async fn delete_user(
+    State(s): State<AppState>,
+    ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, Failure> {
     delete(s, USER, At { tenant, org, id }, q).await
 }

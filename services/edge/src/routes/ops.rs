@@ -29,13 +29,19 @@ pub async fn ready(State(state): State<AppState>) -> Result<ApiJson<HealthView>,
         .collect();
     if !down.is_empty() {
         return Err(Failure(
-            ApiError::new(ErrorCode::Unavailable, format!("not ready: {}", down.join(", ")))
-                .with_retry_after(Duration::from_secs(5)),
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("not ready: {}", down.join(", ")),
+            )
+            .with_retry_after(Duration::from_secs(5)),
         ));
     }
     Ok(ApiJson(HealthView {
         status: "ready".into(),
-        services: results.into_iter().map(|(n, _)| (n.to_owned(), "serving".to_owned())).collect(),
+        services: results
+            .into_iter()
+            .map(|(n, _)| (n.to_owned(), "serving".to_owned()))
+            .collect(),
     }))
 }
 

@@ -11,7 +11,9 @@ use locksmith_proto::registry::v1 as pb;
 use super::missing;
 use crate::{
     AppState,
-    dto::{CreateTenant, DeleteQuery, PageQuery, PatchTenant, TenantList, TenantStatusView, TenantView},
+    dto::{
+        CreateTenant, DeleteQuery, PageQuery, PatchTenant, TenantList, TenantStatusView, TenantView,
+    },
     extract::{ApiJson, ApiPath, ApiQuery},
     problem::Failure,
 };
@@ -22,24 +24,49 @@ use crate::{
               (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json"),
               (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json", description = "The id is taken"),
               (status = 413, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateTenant>) -> Result<impl IntoResponse, Failure> {
-    let request = pb::CreateTenantRequest { tenant: Some(body.into_pb()) };
-    let tenant = state.backends.registry.clone().create_tenant(request).await?.into_inner().tenant;
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<impl IntoResponse, Failure> {
+    let request = pb::CreateTenantRequest {
+        tenant: Some(body.into_pb()),
+    };
+    let tenant = state
+        .backends
+        .registry
+        .clone()
+        .create_tenant(request)
+        .await?
+        .into_inner()
+        .tenant;
     let view = TenantView::from(tenant.ok_or_else(|| missing("tenant"))?);
     let location = format!("/tenants/{}", view.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], ApiJson(view)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(view),
+    ))
 }
 
 /// List tenants a page at a time.
 #[utoipa::path(get, path = "/admin/tenants", tag = "tenants", params(PageQuery),
     responses((status = 200, body = TenantList),
               (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn list(State(state): State<AppState>, ApiQuery(q): ApiQuery<PageQuery>) -> Result<ApiJson<TenantList>, Failure> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<ApiJson<TenantList>, Failure> {
     let request = pb::ListTenantsRequest {
         page_size: q.page_size.unwrap_or_default(),
         page_token: q.page_token.unwrap_or_default(),
     };
-    let page = state.backends.registry.clone().list_tenants(request).await?.into_inner();
+    let page = state
+        .backends
+        .registry
+        .clone()
+        .list_tenants(request)
+        .await?
+        .into_inner();
     Ok(ApiJson(TenantList {
         tenants: page.tenants.into_iter().map(TenantView::from).collect(),
         next_page_token: Some(page.next_page_token).filter(|t| !t.is_empty()),
@@ -63,7 +90,10 @@ async fn fetch(state: &AppState, tenant_id: String) -> Result<TenantView, Failur
     responses((status = 200, body = TenantView),
               (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json"),
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn get(State(state): State<AppState>, ApiPath(tenant_id): ApiPath<String>) -> Result<ApiJson<TenantView>, Failure> {
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<ApiJson<TenantView>, Failure> {
     Ok(ApiJson(fetch(&state, tenant_id).await?))
 }
 
@@ -71,7 +101,10 @@ pub async fn get(State(state): State<AppState>, ApiPath(tenant_id): ApiPath<Stri
 #[utoipa::path(get, path = "/tenants/{tenant_id}/status", tag = "tenants", params(("tenant_id" = String, Path)),
     responses((status = 200, body = TenantStatusView),
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
-pub async fn status(State(state): State<AppState>, ApiPath(tenant_id): ApiPath<String>) -> Result<ApiJson<TenantStatusView>, Failure> {
+pub async fn status(
+    State(state): State<AppState>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<ApiJson<TenantStatusView>, Failure> {
     Ok(ApiJson(fetch(&state, tenant_id).await?.into()))
 }
 
@@ -86,8 +119,17 @@ pub async fn patch(
     ApiPath(tenant_id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchTenant>,
 ) -> Result<ApiJson<TenantView>, Failure> {
-    let tenant = state.backends.registry.clone().update_tenant(body.into_pb(tenant_id)).await?.into_inner().tenant;
-    Ok(ApiJson(TenantView::from(tenant.ok_or_else(|| missing("tenant"))?)))
+    let tenant = state
+        .backends
+        .registry
+        .clone()
+        .update_tenant(body.into_pb(tenant_id))
+        .await?
+        .into_inner()
+        .tenant;
+    Ok(ApiJson(TenantView::from(
+        tenant.ok_or_else(|| missing("tenant"))?,
+    )))
 }
 
 /// Delete a tenant with its orgs, bots and users.
@@ -100,7 +142,15 @@ pub async fn delete(
     ApiPath(tenant_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, Failure> {
-    let request = pb::DeleteTenantRequest { tenant_id, version: q.version.unwrap_or_default() };
-    state.backends.registry.clone().delete_tenant(request).await?;
+    let request = pb::DeleteTenantRequest {
+        tenant_id,
+        version: q.version.unwrap_or_default(),
+    };
+    state
+        .backends
+        .registry
+        .clone()
+        .delete_tenant(request)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -78,10 +78,17 @@ pub enum StoreError {
 /// The registry's storage. Implementations must make every method atomic.
 pub trait RegistryStore: Send + Sync + 'static {
     /// Stores a new record; fails if one exists or, for a member, if its parent does not.
-    fn create(&self, scope: Scope, body: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create(
+        &self,
+        scope: Scope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The record at `scope`, if any.
-    fn get(&self, scope: Scope) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send;
+    fn get(
+        &self,
+        scope: Scope,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send;
 
     /// Replaces the record if it is at `expected_version`; it becomes `expected_version + 1`.
     fn update(

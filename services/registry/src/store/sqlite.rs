@@ -34,7 +34,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(backend)?;
         Self::init(conn)
@@ -46,9 +47,12 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -83,7 +87,9 @@ fn to_i64(v: u64) -> Result<i64, StoreError> {
 
 fn version_of(tx: &Connection, path: &str) -> Result<Option<u64>, StoreError> {
     let v: Option<i64> = tx
-        .query_row("SELECT version FROM records WHERE path = ?1", [path], |r| r.get(0))
+        .query_row("SELECT version FROM records WHERE path = ?1", [path], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(backend)?;
     Ok(v.and_then(|v| u64::try_from(v).ok()))
@@ -97,7 +103,8 @@ fn subtree(path: &str) -> (String, String) {
 
 impl RegistryStore for SqliteStore {
     async fn create(&self, scope: Scope, body: Vec<u8>) -> Result<(), StoreError> {
-        let kind = RecordKind::of(&scope).ok_or(StoreError::Backend("system is not a record".into()))?;
+        let kind =
+            RecordKind::of(&scope).ok_or(StoreError::Backend("system is not a record".into()))?;
         let path = scope.storage_path();
         let parent = scope.parent().unwrap_or(Scope::System);
         let parent_path = parent.storage_path();
@@ -134,7 +141,8 @@ impl RegistryStore for SqliteStore {
             .map_err(backend)?
             .map(|(v, body)| {
                 Ok(StoredRecord {
-                    version: u64::try_from(v).map_err(|_| StoreError::Backend("negative version".into()))?,
+                    version: u64::try_from(v)
+                        .map_err(|_| StoreError::Backend("negative version".into()))?,
                     body,
                 })
             })
@@ -143,7 +151,12 @@ impl RegistryStore for SqliteStore {
         .await
     }
 
-    async fn update(&self, scope: Scope, expected_version: u64, body: Vec<u8>) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        scope: Scope,
+        expected_version: u64,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
         let path = scope.storage_path();
         self.with_conn(move |conn| {
             let tx = conn
@@ -215,7 +228,8 @@ impl RegistryStore for SqliteStore {
             rows.map(|row| {
                 let (v, body) = row.map_err(backend)?;
                 Ok(StoredRecord {
-                    version: u64::try_from(v).map_err(|_| StoreError::Backend("negative version".into()))?,
+                    version: u64::try_from(v)
+                        .map_err(|_| StoreError::Backend("negative version".into()))?,
                     body,
                 })
             })
@@ -241,12 +255,18 @@ mod tests {
     #[tokio::test]
     async fn create_get_update_with_check_and_set() {
         let store = SqliteStore::in_memory().unwrap();
-        store.create(scope("tenant/a"), b"v1".to_vec()).await.unwrap();
+        store
+            .create(scope("tenant/a"), b"v1".to_vec())
+            .await
+            .unwrap();
         assert!(matches!(
             store.create(scope("tenant/a"), b"again".to_vec()).await,
             Err(StoreError::AlreadyExists)
         ));
-        store.update(scope("tenant/a"), 1, b"v2".to_vec()).await.unwrap();
+        store
+            .update(scope("tenant/a"), 1, b"v2".to_vec())
+            .await
+            .unwrap();
         assert!(matches!(
             store.update(scope("tenant/a"), 1, b"stale".to_vec()).await,
             Err(StoreError::VersionConflict { current: 2 })
@@ -265,10 +285,22 @@ mod tests {
         store.create(scope("tenant/a"), vec![]).await.unwrap();
         store.create(scope("tenant/ab"), vec![]).await.unwrap();
         store.create(scope("tenant/a/org/o"), vec![]).await.unwrap();
-        store.create(scope("tenant/a/org/o/bot/b"), vec![]).await.unwrap();
-        store.create(scope("tenant/ab/org/o"), vec![]).await.unwrap();
+        store
+            .create(scope("tenant/a/org/o/bot/b"), vec![])
+            .await
+            .unwrap();
+        store
+            .create(scope("tenant/ab/org/o"), vec![])
+            .await
+            .unwrap();
         store.delete(scope("tenant/a"), Some(1)).await.unwrap();
-        assert!(store.get(scope("tenant/a/org/o/bot/b")).await.unwrap().is_none());
+        assert!(
+            store
+                .get(scope("tenant/a/org/o/bot/b"))
+                .await
+                .unwrap()
+                .is_none()
+        );
         // A tenant whose id merely starts with "a" is untouched.
         assert!(store.get(scope("tenant/ab/org/o")).await.unwrap().is_some());
     }
@@ -280,14 +312,26 @@ mod tests {
         store.create(scope("tenant/t/org/o"), vec![]).await.unwrap();
         for b in ["b3", "b1", "b2"] {
             store
-                .create(scope(&format!("tenant/t/org/o/bot/{b}")), b.as_bytes().to_vec())
+                .create(
+                    scope(&format!("tenant/t/org/o/bot/{b}")),
+                    b.as_bytes().to_vec(),
+                )
                 .await
                 .unwrap();
         }
-        store.create(scope("tenant/t/org/o/user/u1"), vec![]).await.unwrap();
+        store
+            .create(scope("tenant/t/org/o/user/u1"), vec![])
+            .await
+            .unwrap();
         let bots = RecordKind::Member(locksmith_domain::MemberKind::Bot);
-        let page = store.list(scope("tenant/t/org/o"), bots, None, 2).await.unwrap();
-        assert_eq!(page.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>(), [b"b1", b"b2"]);
+        let page = store
+            .list(scope("tenant/t/org/o"), bots, None, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>(),
+            [b"b1", b"b2"]
+        );
         let rest = store
             .list(scope("tenant/t/org/o"), bots, Some("b2".into()), 2)
             .await
