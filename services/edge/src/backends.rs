@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use locksmith_proto::registry::v1::tenant_registry_service_client::TenantRegistryServiceClient;
-use locksmith_telemetry::{GrpcClientTraceLayer, GrpcClientTraceService};
+use locksmith_telemetry::{GrpcClientTraceLayer, GrpcTraceService};
 use locksmith_tls::TlsMaterial;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 use tonic_health::pb::{
@@ -15,7 +15,7 @@ use tower::ServiceBuilder;
 use crate::config::{Endpoint, Services};
 
 /// A channel that traces every call.
-pub type TracedChannel = GrpcClientTraceService<Channel>;
+pub type TracedChannel = GrpcTraceService<Channel>;
 
 /// Connect timeout for a backend; calls themselves are bounded by the edge's request timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

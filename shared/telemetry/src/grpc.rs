@@ -32,86 +32,54 @@ fn grpc_status<B>(response: &http::Response<B>) -> i64 {
         .unwrap_or(0)
 }
 
+/// Which end of a call a span describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// Continues the caller's context from the request headers.
+    Server,
+    /// Sends its own context in the request headers.
+    Client,
+}
+
 /// Server side: `Server::builder().layer(GrpcServerTraceLayer)`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GrpcServerTraceLayer;
 
 impl<S> Layer<S> for GrpcServerTraceLayer {
-    type Service = GrpcServerTraceService<S>;
+    type Service = GrpcTraceService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcServerTraceService { inner }
-    }
-}
-
-/// The service made by [`GrpcServerTraceLayer`].
-#[derive(Clone, Debug)]
-pub struct GrpcServerTraceService<S> {
-    inner: S,
-}
-
-impl<S, B, ResB> Service<http::Request<B>> for GrpcServerTraceService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<ResB>>,
-    S::Future: Send + 'static,
-    S::Error: 'static,
-    ResB: 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = rpc_names(request.uri().path());
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = format!("{service}/{method}"),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = Empty,
-        );
-        set_remote_parent(&span, request.headers());
-        let future = span.in_scope(|| self.inner.call(request));
-        let recorder = span.clone();
-        Box::pin(
-            async move {
-                let result = future.await;
-                if let Ok(response) = &result {
-                    recorder.record("rpc.grpc.status_code", grpc_status(response));
-                }
-                result
-            }
-            .instrument(span),
-        )
+        GrpcTraceService {
+            inner,
+            side: Side::Server,
+        }
     }
 }
 
 /// Client side: `ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel)`;
-/// the result is a `GrpcClientTraceService<Channel>`, which tonic clients accept.
+/// the result, a `GrpcTraceService<Channel>`, is what tonic clients take.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GrpcClientTraceLayer;
 
 impl<S> Layer<S> for GrpcClientTraceLayer {
-    type Service = GrpcClientTraceService<S>;
+    type Service = GrpcTraceService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcClientTraceService { inner }
+        GrpcTraceService {
+            inner,
+            side: Side::Client,
+        }
     }
 }
 
-/// The service made by [`GrpcClientTraceLayer`].
+/// The service made by both layers.
 #[derive(Clone, Debug)]
-pub struct GrpcClientTraceService<S> {
+pub struct GrpcTraceService<S> {
     inner: S,
+    side: Side,
 }
 
-impl<S, B, ResB> Service<http::Request<B>> for GrpcClientTraceService<S>
+impl<S, B, ResB> Service<http::Request<B>> for GrpcTraceService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<ResB>>,
     S::Future: Send + 'static,
@@ -128,16 +96,31 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let (service, method) = rpc_names(request.uri().path());
-        let span: Span = tracing::info_span!(
-            "grpc.client",
-            otel.name = format!("{service}/{method}"),
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = Empty,
-        );
-        inject_context(&span.context(), request.headers_mut());
+        // Span names must be static, hence one macro call per side.
+        let span: Span = match self.side {
+            Side::Server => tracing::info_span!(
+                "grpc.server",
+                otel.name = format!("{service}/{method}"),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = Empty,
+            ),
+            Side::Client => tracing::info_span!(
+                "grpc.client",
+                otel.name = format!("{service}/{method}"),
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = Empty,
+            ),
+        };
+        match self.side {
+            Side::Server => set_remote_parent(&span, request.headers()),
+            Side::Client => inject_context(&span.context(), request.headers_mut()),
+        }
         let future = span.in_scope(|| self.inner.call(request));
         let recorder = span.clone();
         Box::pin(

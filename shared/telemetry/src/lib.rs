@@ -7,9 +7,7 @@ mod grpc;
 mod init;
 mod propagation;
 
-pub use grpc::{
-    GrpcClientTraceLayer, GrpcClientTraceService, GrpcServerTraceLayer, GrpcServerTraceService,
-};
+pub use grpc::{GrpcClientTraceLayer, GrpcServerTraceLayer, GrpcTraceService};
 pub use init::{
     TelemetryError, TelemetryGuard, init, init_from_env, init_with_provider, shutdown_signal,
 };
