@@ -27,7 +27,7 @@ pub fn spans() -> &'static InMemorySpanExporter {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
-        let guard = locksmith_telemetry::init_with_provider(provider, "info").expect("telemetry");
+        let guard = locksmith_telemetry::init_with_provider(provider, "warn").expect("telemetry");
         // The process lives as long as the tests; keep the provider with it.
         std::mem::forget(guard);
         exporter

@@ -16,6 +16,9 @@ use locksmith_errors::{ApiError, ErrorCode, PROBLEM_CONTENT_TYPE};
 
 use crate::request_id::RequestId;
 
+/// What a 503 from an unreachable backend asks callers to wait.
+const BACKEND_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An error on its way to the caller.
 #[derive(Debug)]
 pub struct Failure(pub ApiError);
@@ -28,9 +31,13 @@ impl From<ApiError> for Failure {
 
 impl From<tonic::Status> for Failure {
     fn from(status: tonic::Status) -> Self {
-        let err = ApiError::from_status(&status);
+        let mut err = ApiError::from_status(&status);
         if err.code == ErrorCode::Internal || err.code == ErrorCode::Unavailable {
             tracing::error!(code = ?status.code(), message = status.message(), "backend call failed");
+        }
+        if err.code == ErrorCode::Unavailable && err.retry_after.is_none() {
+            // Callers should back off rather than hammer a recovering backend.
+            err.retry_after = Some(BACKEND_RETRY_AFTER);
         }
         Failure(err)
     }
