@@ -263,6 +263,47 @@ mod tests {
         assert_eq!(user.ancestry().count(), 4);
     }
 
+    /// Arbitrary input never panics, and whatever parses re-renders to the
+    /// same text and yields a storage path without dot segments or escapes.
+    #[test]
+    fn arbitrary_input_parses_safely() {
+        const PIECES: &[&str] = &[
+            "system", "tenant", "org", "bot", "user", "/", "a", "prod", "..", ".", "%2F", "\\",
+            "\0", "é", "-", "A", "",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            // xorshift: deterministic, dependency-free pseudo-randomness.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for i in 0..(state % 12) {
+                let index = ((state >> (i * 5)) % PIECES.len() as u64) as usize;
+                text.push_str(PIECES[index]);
+            }
+            if let Ok(scope) = Scope::parse(&text) {
+                parsed += 1;
+                assert_eq!(scope.to_string(), text);
+                let path = scope.storage_path();
+                assert!(
+                    path.split('/')
+                        .all(|seg| !seg.is_empty() && seg != ".." && seg != "."),
+                    "{path}"
+                );
+                assert!(path.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'-'
+                    || b == b'/'));
+            }
+        }
+        assert!(
+            parsed > 20,
+            "the generator must also produce valid scopes ({parsed})"
+        );
+    }
+
     #[test]
     fn storage_paths_nest_under_the_tenant() {
         let s = Scope::parse("tenant/prod/org/acme/user/u1").unwrap();
