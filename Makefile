@@ -15,8 +15,10 @@ run: ## Build and start the whole suite on loopback (dev CA created if missing);
 
 test: tools fmt-check clippy proto-lint unit smoke ## Everything CI runs: format, lints, proto lint, all tests, the make-run smoke test
 
-tools: ## Install what the tests need (buf, from npm, into tests/tools)
+tools: ## Install what the tests need into tests/tools: buf (npm), grpcio-tools (PyPI, a venv)
 	@cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error
+	@test -x $(TOOLS)/.venv/bin/python || python3 -m venv $(TOOLS)/.venv
+	@$(TOOLS)/.venv/bin/pip install -q --disable-pip-version-check -r $(TOOLS)/requirements.txt
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -41,4 +43,4 @@ pki: ## Create the dev CA and service certificates in var/pki (kept if present)
 
 clean: ## Remove build output and local state
 	$(CARGO) clean
-	rm -rf var $(TOOLS)/node_modules
+	rm -rf var $(TOOLS)/node_modules $(TOOLS)/.venv

@@ -2,8 +2,9 @@
 # The README's quick start, run for real: `make run`'s script starts the suite
 # as separate processes (fresh PKI and data in a temporary directory, ports
 # away from a developer's own `make run`), then curl creates a tenant, an org
-# and a bot, reads them back, and lists tenants page by page. Finally SIGTERM
-# must stop every process.
+# and a bot, reads them back, and lists tenants page by page; a Python client
+# generated from proto/ calls the registry over mTLS. Finally SIGTERM must stop
+# every process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,11 @@ done
 [ "${seen[*]}" = "acme beta delta gamma" ] || fail "pages gave '${seen[*]}'"
 
 expect 200 GET /ready >/dev/null
+
+# A client in another language, generated from proto/, over mTLS.
+tests/tools/.venv/bin/python tests/polyglot/registry_client.py "$REGISTRY_ADDR" "$STATE_DIR/pki" \
+  || fail "the Python client generated from proto/ failed"
+
 kill -TERM "$runner"
 wait "$runner" 2>/dev/null || true
 for addr in "$EDGE_ADDR" "$REGISTRY_ADDR"; do
