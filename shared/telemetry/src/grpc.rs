@@ -1,47 +1,27 @@
 //! tower layers that trace gRPC calls: a server span continuing the caller's
 //! context, and a client span whose context travels in the request headers.
+//!
+//! They sit at the tower level (`http::Request<B>` in, `http::Response<ResB>`
+//! out) rather than as tonic interceptors because interceptors see neither the
+//! response nor the future, so they could not record the status or keep the
+//! span entered while the handler runs.
 
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
+use opentelemetry::trace::TraceContextExt;
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::{Instrument, Span, field::Empty};
+use tracing::{Instrument, Span, field::Empty, instrument::Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::propagation::{inject_context, set_remote_parent};
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-fn rpc_names(path: &str) -> (&str, &str) {
-    let trimmed = path.trim_start_matches('/');
-    trimmed.split_once('/').unwrap_or((trimmed, ""))
-}
-
-/// The status of a trailers-only answer (errors); `0` when the status comes
-/// later in the trailers, which is the success path.
-fn grpc_status<B>(response: &http::Response<B>) -> i64 {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Which end of a call a span describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
-    /// Continues the caller's context from the request headers.
-    Server,
-    /// Sends its own context in the request headers.
-    Client,
-}
-
-/// Server side: `Server::builder().layer(GrpcServerTraceLayer)`.
+/// Server side: `Server::builder().layer(GrpcServerTraceLayer)`. Each call
+/// gets a `grpc.server` span, child of the W3C context in the request headers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GrpcServerTraceLayer;
 
@@ -56,8 +36,13 @@ impl<S> Layer<S> for GrpcServerTraceLayer {
     }
 }
 
-/// Client side: `ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel)`;
-/// the result, a `GrpcTraceService<Channel>`, is what tonic clients take.
+/// Client side: `ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel)`,
+/// then `XxxClient::new(svc)`. Each call gets a `grpc.client` span, child of
+/// the current span, whose context is sent as `traceparent`.
+///
+/// The wrapped channel is a `GrpcTraceService<tonic::transport::Channel>`;
+/// it is `Clone` and implements `tonic::client::GrpcService<tonic::body::Body>`
+/// with `Error = tonic::transport::Error` and `ResponseBody = tonic::body::Body`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GrpcClientTraceLayer;
 
@@ -72,7 +57,30 @@ impl<S> Layer<S> for GrpcClientTraceLayer {
     }
 }
 
-/// The service made by both layers.
+/// Which end of a call a span describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// Continues the caller's context from the request headers.
+    Server,
+    /// Sends its own context in the request headers.
+    Client,
+}
+
+impl Side {
+    /// Whether `code` marks the span as failed, per the OpenTelemetry gRPC
+    /// conventions: a server only fails on its own faults (a caller's
+    /// NOT_FOUND is a correct answer), a client on any non-OK status.
+    fn is_error(self, code: i64) -> bool {
+        match self {
+            Self::Client => code != 0,
+            // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS
+            Self::Server => matches!(code, 2 | 4 | 12..=15),
+        }
+    }
+}
+
+/// The service made by both layers; the inner service's response and error
+/// types pass through unchanged.
 #[derive(Clone, Debug)]
 pub struct GrpcTraceService<S> {
     inner: S,
@@ -82,172 +90,116 @@ pub struct GrpcTraceService<S> {
 impl<S, B, ResB> Service<http::Request<B>> for GrpcTraceService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<ResB>>,
-    S::Future: Send + 'static,
-    S::Error: 'static,
-    ResB: 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let (service, method) = rpc_names(request.uri().path());
-        // Span names must be static, hence one macro call per side.
-        let span: Span = match self.side {
-            Side::Server => tracing::info_span!(
-                "grpc.server",
-                otel.name = format!("{service}/{method}"),
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                rpc.grpc.status_code = Empty,
-            ),
-            Side::Client => tracing::info_span!(
-                "grpc.client",
-                otel.name = format!("{service}/{method}"),
-                otel.kind = "client",
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                rpc.grpc.status_code = Empty,
-            ),
-        };
+        let span = new_span(self.side, request.uri().path());
         match self.side {
-            Side::Server => set_remote_parent(&span, request.headers()),
+            Side::Server => {
+                set_remote_parent(&span, request.headers());
+                // A field, so every log line inside the call carries the trace id.
+                let sc = span.context().span().span_context().clone();
+                if sc.is_valid() {
+                    span.record("trace_id", sc.trace_id().to_string());
+                }
+            }
             Side::Client => inject_context(&span.context(), request.headers_mut()),
         }
-        let future = span.in_scope(|| self.inner.call(request));
-        let recorder = span.clone();
-        Box::pin(
-            async move {
-                let result = future.await;
-                if let Ok(response) = &result {
-                    recorder.record("rpc.grpc.status_code", grpc_status(response));
-                }
-                result
-            }
-            .instrument(span),
-        )
+        let inner = span.in_scope(|| self.inner.call(request));
+        ResponseFuture {
+            inner: inner.instrument(span),
+            side: self.side,
+        }
     }
+}
+
+pin_project! {
+    /// Future of [`GrpcTraceService`]: polls the inner future inside the span
+    /// and records the gRPC status once the response head arrives. Named
+    /// rather than boxed, so the layer adds no allocation and no `Send` bound.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        side: Side,
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let result = ready!(this.inner.as_mut().poll(cx));
+        let span = this.inner.span();
+        match &result {
+            Ok(response) => {
+                let code = grpc_status(response);
+                span.record("rpc.grpc.status_code", code);
+                if this.side.is_error(code) {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            // Transport failure: no gRPC status at all.
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// One span per call; span names must be static, hence a macro call per side.
+fn new_span(side: Side, path: &str) -> Span {
+    let (service, method) = rpc_names(path);
+    match side {
+        Side::Server => tracing::info_span!(
+            "grpc.server",
+            otel.name = format!("{service}/{method}"),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            trace_id = Empty,
+        ),
+        Side::Client => tracing::info_span!(
+            "grpc.client",
+            otel.name = format!("{service}/{method}"),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+        ),
+    }
+}
+
+/// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
+fn rpc_names(path: &str) -> (&str, &str) {
+    let trimmed = path.trim_start_matches('/');
+    trimmed.split_once('/').unwrap_or((trimmed, ""))
+}
+
+/// The status of a trailers-only response (how tonic answers a unary error);
+/// `0` when absent, since then the status follows in the trailers, which is
+/// the success path. An unparsable header counts as UNKNOWN (2).
+fn grpc_status<B>(response: &http::Response<B>) -> i64 {
+    response.headers().get("grpc-status").map_or(0, |v| {
+        v.to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use std::convert::Infallible;
-
-    use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-    use tower::{ServiceExt, service_fn};
-    use tracing_subscriber::layer::SubscriberExt;
-
-    use super::*;
-
-    fn subscriber() -> (
-        impl tracing::Subscriber + Send + Sync,
-        InMemorySpanExporter,
-        SdkTracerProvider,
-    ) {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
-        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-        (
-            tracing_subscriber::registry().with(layer),
-            exporter,
-            provider,
-        )
-    }
-
-    #[tokio::test]
-    async fn server_span_continues_the_callers_trace() {
-        let (subscriber, exporter, _provider) = subscriber();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        let svc = GrpcServerTraceLayer.layer(service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(
-                http::Response::builder()
-                    .header("grpc-status", "5")
-                    .body(())
-                    .unwrap(),
-            )
-        }));
-        let request = http::Request::builder()
-            .uri("/locksmith.registry.v1.TenantRegistryService/GetTenant")
-            .header(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )
-            .body(())
-            .unwrap();
-        svc.oneshot(request).await.unwrap();
-        let spans = exporter.get_finished_spans().unwrap();
-        let span = spans
-            .iter()
-            .find(|s| s.span_kind == SpanKind::Server)
-            .unwrap();
-        assert_eq!(
-            span.name,
-            "locksmith.registry.v1.TenantRegistryService/GetTenant"
-        );
-        assert_eq!(
-            span.span_context.trace_id(),
-            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
-        );
-        assert_eq!(
-            span.parent_span_id,
-            SpanId::from_hex("00f067aa0ba902b7").unwrap()
-        );
-        assert!(
-            span.attributes
-                .iter()
-                .any(|kv| kv.key.as_str() == "rpc.grpc.status_code")
-        );
-    }
-
-    #[tokio::test]
-    async fn client_injects_its_own_span_as_parent() {
-        let (subscriber, exporter, _provider) = subscriber();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        let svc = GrpcClientTraceLayer.layer(service_fn(|req: http::Request<()>| async move {
-            let header = req.headers()["traceparent"].to_str().unwrap().to_owned();
-            Ok::<_, Infallible>(http::Response::new(header))
-        }));
-        let outer = tracing::info_span!("outer");
-        let traceparent = async {
-            let request = http::Request::builder().uri("/a.B/C").body(()).unwrap();
-            svc.oneshot(request).await.unwrap().into_body()
-        }
-        .instrument(outer.clone())
-        .await;
-        let outer_trace = outer.context().span().span_context().trace_id();
-        drop(outer);
-        let spans = exporter.get_finished_spans().unwrap();
-        let client = spans
-            .iter()
-            .find(|s| s.span_kind == SpanKind::Client)
-            .unwrap();
-        let parts: Vec<&str> = traceparent.split('-').collect();
-        assert_eq!(parts[1], outer_trace.to_string());
-        assert_eq!(parts[2], client.span_context.span_id().to_string());
-    }
-
-    #[tokio::test]
-    async fn current_trace_id_is_32_hex() {
-        let (subscriber, _exporter, _provider) = subscriber();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        let span = tracing::info_span!("x");
-        let id = span.in_scope(crate::current_trace_id).unwrap();
-        assert_eq!(id.len(), 32);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-    }
-
-    use opentelemetry::trace::TraceContextExt;
-}
+mod tests;
