@@ -130,6 +130,18 @@ async fn oversized_and_malformed_bodies() {
         let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
         assert!(!detail.is_empty(), "{raw}");
     }
+    // A value of the wrong type is named by field, never echoed (it could be a secret).
+    let (status, body) = suite
+        .post(
+            "/tenants",
+            json!({"id": "x", "display_name": "X", "quotas": {"max_connections": "s3cr3t-value"}}),
+        )
+        .await;
+    let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
+    assert!(
+        detail.contains("max_connections") && !detail.contains("s3cr3t"),
+        "{detail}"
+    );
     // Unknown fields are named, not ignored.
     let (status, body) = suite
         .post(

@@ -57,8 +57,9 @@ impl From<JsonRejection> for Failure {
             ErrorCode::UnsupportedMediaType => {
                 "the request body must be JSON (Content-Type: application/json)".to_owned()
             }
-            // serde's message names the field or the position; it never echoes a value.
-            _ => rejection.body_text(),
+            // serde names the field and position, but quotes string values it
+            // could not use (`invalid type: string "…"`): those may be secrets.
+            _ => redact_quoted(&rejection.body_text()),
         };
         Failure(ApiError::new(code, detail))
     }
@@ -111,6 +112,28 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
     out
 }
 
+/// Replaces every double-quoted string in `message` with `"…"`. Field names in
+/// serde's messages are in backticks and survive.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            let mut escaped = false;
+            for inner in chars.by_ref() {
+                match (escaped, inner) {
+                    (false, '\\') => escaped = true,
+                    (false, '"') => break,
+                    _ => escaped = false,
+                }
+            }
+            out.push_str("…\"");
+        }
+    }
+    out
+}
+
 /// axum and tower answer some errors themselves with an empty body.
 fn bare_error(response: &Response) -> Option<ApiError> {
     let status = response.status();
@@ -134,4 +157,20 @@ fn bare_error(response: &Response) -> Option<ApiError> {
         _ => (ErrorCode::Internal, "internal error; see the edge log"),
     };
     Some(ApiError::new(code, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_quoted;
+
+    #[test]
+    fn quoted_values_are_redacted_and_field_names_kept() {
+        let serde = r#"display_name: invalid type: string "hunter2 \"x\"", expected u64 at line 1 column 9"#;
+        assert_eq!(
+            redact_quoted(serde),
+            r#"display_name: invalid type: string "…", expected u64 at line 1 column 9"#
+        );
+        let unknown = "unknown field `colour`, expected one of `id`";
+        assert_eq!(redact_quoted(unknown), unknown);
+    }
 }
