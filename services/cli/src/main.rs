@@ -25,7 +25,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PkiCommand {
-    /// Create the dev CA and one certificate per service (existing files are kept).
+    /// Create the dev CA and one certificate per service (usable existing files are kept).
     Init {
         /// Where the PKI lives.
         #[arg(long, default_value = "var/pki")]
@@ -49,10 +49,11 @@ enum PkiCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     match Cli::parse().command {
         Command::Pki {
             command: PkiCommand::Init { dir, force },
-        } => pki::init(&dir, force),
+        } => pki::init(&dir, force, &mut out),
         Command::Pki {
             command:
                 PkiCommand::Issue {
@@ -60,6 +61,6 @@ fn main() -> anyhow::Result<()> {
                     tenant,
                     workload,
                 },
-        } => pki::issue(&dir, &tenant, &workload),
+        } => pki::issue(&dir, &tenant, &workload, &mut out),
     }
 }

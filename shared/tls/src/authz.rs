@@ -79,6 +79,18 @@ impl AllowList {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller(pub Identity);
 
+impl Caller {
+    /// The caller of a tonic request. An error (INTERNAL) means the server
+    /// was built without [`MtlsAuthLayer`]; handlers must not guess then.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Identity, tonic::Status> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .map(|caller| &caller.0)
+            .ok_or_else(|| tonic::Status::internal("caller identity unavailable"))
+    }
+}
+
 /// `Server::builder().layer(MtlsAuthLayer::new(list))`.
 #[derive(Clone, Debug)]
 pub struct MtlsAuthLayer {
@@ -112,7 +124,10 @@ pub struct MtlsAuthService<S> {
     allow: Arc<AllowList>,
 }
 
-/// The caller's identity from its TLS leaf certificate.
+/// The caller's identity from its TLS leaf certificate. tonic's server puts
+/// `TlsConnectInfo<TcpConnectInfo>` into every request's extensions before
+/// any `Server::builder().layer(..)` runs; the chain in it has already been
+/// verified against the suite CA by the handshake (if one was presented).
 fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, tonic::Status> {
     let certs = request
         .extensions()
@@ -136,10 +151,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for MtlsAuthService<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     B: Send + 'static,
@@ -154,25 +166,21 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().to_owned();
-        let verdict = caller_identity(&request).and_then(|id| {
-            if self.allow.permits(&path, &id) {
-                Ok(id)
-            } else {
-                Err(tonic::Status::permission_denied(format!(
-                    "{id} may not call {path}"
-                )))
-            }
-        });
-        match verdict {
-            Ok(id) => {
+        let status = match caller_identity(&request) {
+            Ok(id) if self.allow.permits(&path, &id) => {
                 request.extensions_mut().insert(Caller(id));
-                Box::pin(self.inner.call(request))
+                return Box::pin(self.inner.call(request));
+            }
+            Ok(id) => {
+                tracing::warn!(identity = %id, %path, "call refused: not on the allow-list");
+                tonic::Status::permission_denied(format!("{id} may not call {path}"))
             }
             Err(status) => {
-                tracing::warn!(%path, code = ?status.code(), reason = status.message(), "call refused");
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                tracing::warn!(%path, reason = status.message(), "call refused: unauthenticated");
+                status
             }
-        }
+        };
+        Box::pin(std::future::ready(Ok(status.into_http())))
     }
 }
 
@@ -200,5 +208,41 @@ mod tests {
         );
         assert!(!list.permits("/a.B/Write/", &edge));
         assert!(!AllowList::new().permits("/a.B/Read", &edge));
+        // A wildcard covers one service, not its prefix-siblings.
+        assert!(!list.permits("/grpc.health.v1.HealthX/Check", &edge));
+        // Exact and wildcard rules add up.
+        let both = AllowList::new()
+            .allow("/a.B/*", [Allowed::Service(ServiceName::Edge)])
+            .allow("/a.B/Read", [Allowed::Service(ServiceName::Proxy)]);
+        assert!(both.permits("/a.B/Read", &proxy) && both.permits("/a.B/Read", &edge));
+        assert!(!both.permits("/a.B/Write", &proxy) && both.permits("/a.B/Write", &edge));
+    }
+
+    /// Without TLS connect info (a server built without TLS, or a test
+    /// harness) every call is refused: the layer fails closed.
+    #[tokio::test]
+    async fn without_tls_every_call_is_unauthenticated() {
+        use tower::ServiceExt;
+        let inner = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+        });
+        let list = AllowList::new().allow("/a.B/*", [Allowed::AnyIdentity]);
+        let svc = MtlsAuthLayer::new(list).layer(inner);
+        let request = http::Request::builder().uri("/a.B/C").body(()).unwrap();
+        let response = svc.oneshot(request).await.unwrap();
+        let status = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn handlers_read_the_caller() {
+        let mut request = tonic::Request::new(());
+        assert_eq!(
+            Caller::of(&request).unwrap_err().code(),
+            tonic::Code::Internal
+        );
+        let edge = Identity::Service(ServiceName::Edge);
+        request.extensions_mut().insert(Caller(edge.clone()));
+        assert_eq!(Caller::of(&request).unwrap(), &edge);
     }
 }

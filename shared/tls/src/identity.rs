@@ -99,7 +99,18 @@ impl Identity {
         }
     }
 
-    /// A workload identity, if both parts are slugs.
+    /// The tenant a workload is confined to; `None` for suite services.
+    /// Handlers that admit [`crate::Allowed::AnyWorkload`] use this to keep a
+    /// workload inside its own tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Identity::Service(_) => None,
+            Identity::Workload { tenant, .. } => Some(tenant),
+        }
+    }
+
+    /// A workload identity, if both parts are slugs (which also keeps them
+    /// safe as path components and URI segments).
     pub fn workload(tenant: &str, name: &str) -> Result<Self, TlsError> {
         if is_slug(tenant) && is_slug(name) {
             Ok(Identity::Workload {
@@ -172,7 +183,17 @@ mod tests {
             Identity::workload("acme", "billing").unwrap(),
         ] {
             assert_eq!(Identity::parse_uri(&id.uri()).unwrap(), id);
+            assert_eq!(id.to_string(), id.uri());
         }
+        for service in ServiceName::ALL {
+            assert_eq!(service.as_str().parse::<ServiceName>().unwrap(), *service);
+        }
+        assert_eq!(
+            Identity::parse_uri("spiffe://locksmith/tenant/acme/workload/billing-2")
+                .unwrap()
+                .tenant(),
+            Some("acme")
+        );
         assert_eq!(
             Identity::Service(ServiceName::Registry).uri(),
             "spiffe://locksmith/registry"
@@ -191,8 +212,21 @@ mod tests {
             "spiffe://locksmith/tenant/t/workload/x/y",
             "spiffe://locksmith/tenant/t/workload/",
             "https://locksmith/edge",
+            "SPIFFE://locksmith/edge",
+            "spiffe://locksmith/Edge",
+            "spiffe://locksmith//edge",
+            "spiffe://locksmith/edge?x=1",
+            "spiffe://locksmith/tenant/-acme/workload/x",
+            "spiffe://locksmith/tenant/acme/workload/x%2F",
+            "spiffe://locksmith/tenant/acme/service/x",
+            "spiffe://locksmith/../edge",
+            " spiffe://locksmith/edge",
         ] {
             assert!(Identity::parse_uri(bad).is_err(), "{bad}");
         }
+        let longest = "a".repeat(63);
+        assert!(Identity::workload(&longest, &longest).is_ok());
+        assert!(Identity::workload(&"a".repeat(64), "x").is_err());
+        assert!(Identity::workload("acme", "").is_err());
     }
 }

@@ -13,12 +13,16 @@ use std::{
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    KeyUsagePurpose, PublicKeyData, SanType,
 };
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Identity, ServiceName, TlsError};
+use crate::{Identity, ServiceName, TlsError, TlsFiles, TlsMaterial, cert};
+
+/// The CA's files in a PKI directory.
+pub(crate) const CA_CERT: &str = "ca.pem";
+pub(crate) const CA_KEY: &str = "ca-key.pem";
 
 /// How long the dev CA is valid.
 const CA_VALIDITY: Duration = Duration::days(3650);
@@ -59,7 +63,8 @@ impl fmt::Debug for IssuedCertificate {
 }
 
 impl CertificateAuthority {
-    /// A new self-signed CA valid from `now` (backdated an hour) for ten years.
+    /// A new self-signed CA valid from `now` (backdated an hour for clock
+    /// skew) for ten years. It may sign leaves only (path length 0).
     pub fn generate(common_name: &str, now: OffsetDateTime) -> Result<Self, TlsError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
@@ -83,10 +88,26 @@ impl CertificateAuthority {
         })
     }
 
-    /// A CA from its PEM certificate and key.
+    /// A CA from its PEM certificate and key. Refuses a certificate that is
+    /// not a CA and a key that is not the certificate's: either would sign
+    /// leaves that no one can verify.
     pub fn from_pem(cert_pem: &str, key_pem: &SecretString) -> Result<Self, TlsError> {
         let key = KeyPair::from_pem(key_pem.expose_secret())?;
-        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        let der = cert::pem_certs(cert_pem)
+            .map_err(|reason| TlsError::BadCertificate(format!("CA: {reason}")))?;
+        let first = der
+            .first()
+            .ok_or_else(|| TlsError::BadCertificate("CA: no certificate".into()))?;
+        let parsed = cert::parse(first)?;
+        if !parsed.is_ca() {
+            return Err(TlsError::BadCertificate(
+                "CA: certificate is not a CA (basicConstraints CA:false)".into(),
+            ));
+        }
+        if parsed.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
+            return Err(TlsError::KeyMismatch);
+        }
+        let issuer = Issuer::from_ca_cert_der(first, key)?;
         Ok(Self {
             cert_pem: cert_pem.to_owned(),
             key_pem: key_pem.clone(),
@@ -104,21 +125,27 @@ impl CertificateAuthority {
         &self.key_pem
     }
 
-    /// A leaf certificate for `identity`, usable as both TLS server and client.
-    /// Services also get DNS SANs `localhost` and `<service>.locksmith.internal`
-    /// and the loopback addresses, so they can serve on any of them.
+    /// A leaf certificate for `identity`, usable as both TLS server and client,
+    /// valid from `now` (backdated an hour) for `validity`. Services also get
+    /// DNS SANs `localhost` and `<service>.locksmith.internal` and the loopback
+    /// addresses, so they can serve on any of them.
     pub fn issue(
         &self,
         identity: &Identity,
         now: OffsetDateTime,
         validity: Duration,
     ) -> Result<IssuedCertificate, TlsError> {
+        // `Identity::Workload` has public fields; never sign a URI that
+        // `Identity::from_cert_der` would later refuse.
+        let uri = identity.uri();
+        Identity::parse_uri(&uri)?;
+        if !validity.is_positive() {
+            return Err(TlsError::BadCertificate("validity must be positive".into()));
+        }
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, identity.uri());
-        let mut sans = vec![SanType::URI(identity.uri().try_into()?)];
+        params.distinguished_name.push(DnType::CommonName, &uri);
+        let mut sans = vec![SanType::URI(uri.try_into()?)];
         if let Identity::Service(service) = identity {
             sans.push(SanType::DnsName("localhost".try_into()?));
             sans.push(SanType::DnsName(
@@ -142,6 +169,17 @@ impl CertificateAuthority {
             cert_pem: cert.pem(),
             key_pem: SecretString::from(key.serialize_pem()),
         })
+    }
+
+    /// Whether `files` hold a certificate for `identity` that this CA issued,
+    /// that is valid at `now`, and whose key is present and matches.
+    fn still_good(&self, files: &TlsFiles, identity: &Identity, now: OffsetDateTime) -> bool {
+        let (Ok(cert_pem), Ok(key_pem)) = (read(&files.cert), read(&files.key)) else {
+            return false;
+        };
+        let material =
+            TlsMaterial::from_pems(self.cert_pem.clone(), cert_pem, SecretString::from(key_pem));
+        matches!(material.check(now), Ok(found) if found == *identity)
     }
 }
 
@@ -169,78 +207,104 @@ fn make_dir(dir: &Path) -> Result<(), TlsError> {
         .map_err(io_err(dir))
 }
 
-/// Writes `contents` to `path`, replacing it; a private key is created with
-/// mode 0600 from the start (never written world-readable, then narrowed).
+/// Replaces `path` with `contents` atomically: written to a sibling temporary
+/// file first, created with its final mode (0600 for private keys, so a key
+/// is never readable by others, not even briefly), then renamed over `path`.
 fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
-    match fs::remove_file(path) {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(path)(e)),
+        Err(e) => return Err(io_err(&tmp)(e)),
     }
-    let mut options = OpenOptions::new();
-    options
+    let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(if private { 0o600 } else { 0o644 });
-    let mut file = options.open(path).map_err(io_err(path))?;
-    file.write_all(contents.as_bytes()).map_err(io_err(path))?;
-    file.sync_all().map_err(io_err(path))
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    file.write_all(contents.as_bytes()).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
     fs::read_to_string(path).map_err(io_err(path))
 }
 
-fn write_pair(
-    cert_path: &Path,
-    key_path: &Path,
-    issued: &IssuedCertificate,
-) -> Result<(), TlsError> {
-    write_file(key_path, issued.key_pem.expose_secret(), true)?;
-    write_file(cert_path, &issued.cert_pem, false)
+fn write_pair(files: &TlsFiles, issued: &IssuedCertificate) -> Result<(), TlsError> {
+    write_file(&files.key, issued.key_pem.expose_secret(), true)?;
+    write_file(&files.cert, &issued.cert_pem, false)
 }
 
 fn load_ca(dir: &Path) -> Result<CertificateAuthority, TlsError> {
-    let key = SecretString::from(read(&dir.join("ca-key.pem"))?);
-    CertificateAuthority::from_pem(&read(&dir.join("ca.pem"))?, &key)
+    let (cert, key) = (dir.join(CA_CERT), dir.join(CA_KEY));
+    let key_pem = SecretString::from(read(&key)?);
+    CertificateAuthority::from_pem(&read(&cert)?, &key_pem).map_err(|e| TlsError::BadFile {
+        path: cert,
+        reason: e.to_string(),
+    })
 }
 
-/// Creates the dev PKI in `dir`, idempotently: `ca.pem`/`ca-key.pem` and
-/// `<service>.pem`/`<service>-key.pem` for every service. An existing CA is
-/// reused and existing service certificates kept, unless `force`; a new CA
-/// always reissues every service certificate.
+/// Creates the dev PKI in `dir` (mode 0700), idempotently: `ca.pem`/`ca-key.pem`
+/// and `<service>.pem`/`<service>-key.pem` for every service. An existing CA
+/// is reused. An existing service certificate is kept unless `force`, or
+/// unless it is no longer usable at `now` (expired, issued by another CA,
+/// key missing or mismatched), which would only fail later at a handshake.
+/// Half a CA (certificate without key or the reverse) is an error rather
+/// than silently replaced, since replacing a CA invalidates every issued
+/// certificate.
 pub fn init_dir(dir: &Path, now: OffsetDateTime, force: bool) -> Result<InitReport, TlsError> {
     make_dir(dir)?;
     let mut report = InitReport::default();
-    let (ca_cert, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
-    let new_ca = !(ca_cert.exists() && ca_key.exists());
-    let ca = if new_ca {
-        let ca = CertificateAuthority::generate("Locksmith dev CA", now)?;
-        write_file(&ca_key, ca.key_pem().expose_secret(), true)?;
-        write_file(&ca_cert, ca.cert_pem(), false)?;
-        report.written.extend([ca_cert, ca_key]);
-        ca
-    } else {
-        report.kept.extend([ca_cert, ca_key]);
-        load_ca(dir)?
+    let (ca_cert, ca_key) = (dir.join(CA_CERT), dir.join(CA_KEY));
+    let ca = match (ca_cert.exists(), ca_key.exists()) {
+        (true, true) => {
+            let ca = load_ca(dir)?;
+            report.kept.extend([ca_cert, ca_key]);
+            ca
+        }
+        (false, false) => {
+            let ca = CertificateAuthority::generate("Locksmith dev CA", now)?;
+            write_file(&ca_key, ca.key_pem().expose_secret(), true)?;
+            write_file(&ca_cert, ca.cert_pem(), false)?;
+            report.written.extend([ca_cert, ca_key]);
+            ca
+        }
+        (present, _) => {
+            let (missing, other) = if present {
+                (ca_key, CA_CERT)
+            } else {
+                (ca_cert, CA_KEY)
+            };
+            return Err(TlsError::BadFile {
+                path: missing,
+                reason: format!(
+                    "missing while {other} exists; refusing to replace the CA (remove both to start over)"
+                ),
+            });
+        }
     };
     for service in ServiceName::ALL {
-        let cert = dir.join(format!("{service}.pem"));
-        let key = dir.join(format!("{service}-key.pem"));
-        if !force && !new_ca && cert.exists() && key.exists() {
-            report.kept.extend([cert, key]);
+        let files = TlsFiles::in_dir(dir, *service);
+        let identity = Identity::Service(*service);
+        if !force && ca.still_good(&files, &identity, now) {
+            report.kept.extend([files.cert, files.key]);
             continue;
         }
-        let issued = ca.issue(&Identity::Service(*service), now, LEAF_VALIDITY)?;
-        write_pair(&cert, &key, &issued)?;
-        report.written.extend([cert, key]);
+        let issued = ca.issue(&identity, now, LEAF_VALIDITY)?;
+        write_pair(&files, &issued)?;
+        report.written.extend([files.cert, files.key]);
     }
     Ok(report)
 }
 
 /// Issues `spiffe://locksmith/tenant/{tenant}/workload/{name}` with the CA in
-/// `dir`, written to `dir/workloads/{tenant}/{name}.pem` and `{name}-key.pem`.
-/// Returns the certificate's path.
+/// `dir`, written to `dir/workloads/{tenant}/{name}.pem` and `{name}-key.pem`
+/// (see [`TlsFiles::for_workload`]), replacing any previous pair. Returns the
+/// certificate's path.
 pub fn issue_workload(
     dir: &Path,
     tenant: &str,
@@ -248,94 +312,15 @@ pub fn issue_workload(
     now: OffsetDateTime,
 ) -> Result<PathBuf, TlsError> {
     let identity = Identity::workload(tenant, name)?;
+    let files = TlsFiles::for_workload(dir, tenant, name)?;
     let ca = load_ca(dir)?;
-    let out = dir.join("workloads").join(tenant);
-    make_dir(&out)?;
+    if let Some(parent) = files.cert.parent() {
+        make_dir(parent)?;
+    }
     let issued = ca.issue(&identity, now, LEAF_VALIDITY)?;
-    let cert = out.join(format!("{name}.pem"));
-    write_pair(&cert, &out.join(format!("{name}-key.pem")), &issued)?;
-    Ok(cert)
+    write_pair(&files, &issued)?;
+    Ok(files.cert)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    fn der(pem_text: &str) -> Vec<u8> {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).unwrap();
-        pem.contents
-    }
-
-    #[test]
-    fn issued_certificates_carry_their_identity_and_validity() {
-        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let ca = CertificateAuthority::generate("test CA", now).unwrap();
-        let id = Identity::workload("acme", "billing").unwrap();
-        let leaf = ca.issue(&id, now, Duration::days(2)).unwrap();
-        let der = der(&leaf.cert_pem);
-        assert_eq!(Identity::from_cert_der(&der).unwrap(), id);
-        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        assert_eq!(
-            cert.validity().not_after.timestamp(),
-            (now + Duration::days(2)).unix_timestamp()
-        );
-        // A CA certificate has no Locksmith identity.
-        assert!(Identity::from_cert_der(&self::der(ca.cert_pem())).is_err());
-    }
-
-    #[test]
-    fn init_dir_is_idempotent_and_keys_are_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = OffsetDateTime::now_utc();
-        let first = init_dir(dir.path(), now, false).unwrap();
-        assert_eq!(first.written.len(), 2 + 2 * ServiceName::ALL.len());
-        for path in first
-            .written
-            .iter()
-            .filter(|p| p.to_string_lossy().ends_with("-key.pem"))
-        {
-            assert_eq!(
-                fs::metadata(path).unwrap().permissions().mode() & 0o777,
-                0o600,
-                "{}",
-                path.display()
-            );
-        }
-        let edge_before = read(&dir.path().join("edge.pem")).unwrap();
-        let second = init_dir(dir.path(), now, false).unwrap();
-        assert!(second.written.is_empty());
-        assert_eq!(read(&dir.path().join("edge.pem")).unwrap(), edge_before);
-        let forced = init_dir(dir.path(), now, true).unwrap();
-        assert_eq!(
-            forced.written.len(),
-            2 * ServiceName::ALL.len(),
-            "CA kept, leaves reissued"
-        );
-        assert_ne!(read(&dir.path().join("edge.pem")).unwrap(), edge_before);
-    }
-
-    #[test]
-    fn workload_certificates() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = OffsetDateTime::now_utc();
-        init_dir(dir.path(), now, false).unwrap();
-        let cert = issue_workload(dir.path(), "acme", "billing", now).unwrap();
-        let id = Identity::from_cert_der(&der(&read(&cert).unwrap())).unwrap();
-        assert_eq!(id.uri(), "spiffe://locksmith/tenant/acme/workload/billing");
-        assert!(issue_workload(dir.path(), "../etc", "x", now).is_err());
-    }
-
-    #[test]
-    fn debug_output_redacts_keys() {
-        let now = OffsetDateTime::now_utc();
-        let ca = CertificateAuthority::generate("test CA", now).unwrap();
-        let leaf = ca
-            .issue(&Identity::Service(ServiceName::Edge), now, LEAF_VALIDITY)
-            .unwrap();
-        for text in [format!("{ca:?}"), format!("{leaf:?}")] {
-            assert!(!text.contains("PRIVATE KEY"), "{text}");
-        }
-    }
-}
+mod tests;
