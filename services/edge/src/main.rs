@@ -21,15 +21,13 @@ async fn main() -> anyhow::Result<()> {
     locksmith_tls::install_crypto_provider();
     let telemetry = locksmith_telemetry::init_from_env("locksmith-edge")?;
     let config: EdgeConfig = locksmith_config::load(args.config.as_deref(), std::env::vars())?;
-    let tls = config.tls.load().context("loading TLS material")?;
-    // Fail at start, not on every call, when the files are expired, swapped or for another service.
-    let identity = tls
-        .check(time::OffsetDateTime::now_utc())
-        .context("checking TLS material")?;
-    anyhow::ensure!(
-        identity == locksmith_tls::Identity::Service(locksmith_tls::ServiceName::Edge),
-        "the configured certificate is for {identity}, not spiffe://locksmith/edge"
-    );
+    let tls = config
+        .tls
+        .load_for_service(
+            locksmith_tls::ServiceName::Edge,
+            time::OffsetDateTime::now_utc(),
+        )
+        .context("loading TLS material")?;
     let backends = Backends::connect(&config.services, &tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -21,15 +21,13 @@ async fn main() -> anyhow::Result<()> {
     locksmith_tls::install_crypto_provider();
     let telemetry = locksmith_telemetry::init_from_env("locksmith-registry")?;
     let config: RegistryConfig = locksmith_config::load(args.config.as_deref(), std::env::vars())?;
-    let tls = config.tls.load().context("loading TLS material")?;
-    // Fail at start, not on every call, when the files are expired, swapped or for another service.
-    let identity = tls
-        .check(time::OffsetDateTime::now_utc())
-        .context("checking TLS material")?;
-    anyhow::ensure!(
-        identity == locksmith_tls::Identity::Service(locksmith_tls::ServiceName::Registry),
-        "the configured certificate is for {identity}, not spiffe://locksmith/registry"
-    );
+    let tls = config
+        .tls
+        .load_for_service(
+            locksmith_tls::ServiceName::Registry,
+            time::OffsetDateTime::now_utc(),
+        )
+        .context("loading TLS material")?;
     let store = SqliteStore::open(&config.storage.path)
         .with_context(|| format!("opening {}", config.storage.path.display()))?;
     let registry = Arc::new(Registry::new(store, system_clock()));

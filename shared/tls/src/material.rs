@@ -47,6 +47,27 @@ impl TlsFiles {
         })
     }
 
+    /// What a service does at start: [`load`](Self::load), then
+    /// [`TlsMaterial::check`] at `now`, then insist the certificate names
+    /// `service`. A swapped, expired or foreign certificate stops the process
+    /// with a clear error instead of failing every call later.
+    pub fn load_for_service(
+        &self,
+        service: ServiceName,
+        now: OffsetDateTime,
+    ) -> Result<TlsMaterial, TlsError> {
+        let material = self.load()?;
+        let identity = material.check(now)?;
+        let expected = Identity::Service(service);
+        if identity != expected {
+            return Err(TlsError::BadCertificate(format!(
+                "{} holds a certificate for {identity}, not {expected}",
+                self.cert.display()
+            )));
+        }
+        Ok(material)
+    }
+
     /// Reads the three files and checks each holds the right kind of PEM
     /// (tonic would otherwise fail later without saying which file, or, for
     /// a bad CA file, silently trust nothing). Errors name the file, never
@@ -175,6 +196,30 @@ mod tests {
 
     use super::*;
     use crate::{CertificateAuthority, LEAF_VALIDITY, init_dir};
+
+    #[test]
+    fn a_service_refuses_another_services_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        init_dir(dir.path(), now, false).unwrap();
+        let edge_files = TlsFiles::in_dir(dir.path(), ServiceName::Edge);
+        assert!(edge_files.load_for_service(ServiceName::Edge, now).is_ok());
+        let err = edge_files
+            .load_for_service(ServiceName::Registry, now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spiffe://locksmith/edge, not spiffe://locksmith/registry"),
+            "{err}"
+        );
+        let later = now + Duration::days(400);
+        assert!(
+            edge_files
+                .load_for_service(ServiceName::Edge, later)
+                .is_err(),
+            "expired"
+        );
+    }
 
     #[test]
     fn load_names_the_failing_file_never_its_contents() {
