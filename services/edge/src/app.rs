@@ -23,11 +23,15 @@ use crate::{
     routes::{members, ops, tenants},
 };
 
+/// Span name for requests that match no route. The raw path is never used:
+/// it is caller-controlled text, and would make one span name per typo.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
 fn request_span(request: &Request) -> Span {
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_owned(),
-        |m| m.as_str().to_owned(),
-    );
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
     let request_id = request
         .extensions()
         .get::<RequestId>()
