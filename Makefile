@@ -16,7 +16,7 @@ run: ## Build and start the whole suite on loopback (dev CA created if missing);
 test: tools fmt-check clippy proto-lint unit smoke ## Everything CI runs: format, lints, proto lint, all tests, the make-run smoke test
 
 tools: ## Install what the tests need into tests/tools: buf (npm), grpcio-tools (PyPI, a venv)
-	@cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error
+	@cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error
 	@test -x $(TOOLS)/.venv/bin/python || python3 -m venv $(TOOLS)/.venv
 	@$(TOOLS)/.venv/bin/pip install -q --disable-pip-version-check -r $(TOOLS)/requirements.txt
 
@@ -39,7 +39,7 @@ smoke: ## Start the suite with `make run` and drive it with curl
 	@tests/smoke.sh
 
 pki: ## Create the dev CA and service certificates in var/pki (kept if present)
-	$(CARGO) run -q -p locksmith-cli -- pki init --dir var/pki
+	$(CARGO) run -q --locked -p locksmith-cli -- pki init --dir var/pki
 
 clean: ## Remove build output and local state
 	$(CARGO) clean
