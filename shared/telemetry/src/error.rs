@@ -13,4 +13,7 @@ pub enum TelemetryError {
     /// A global subscriber (or `log` logger) was installed already; a process gets one.
     #[error("a global tracing subscriber is already installed: {0}")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+    /// A file descriptor set given to the gRPC server trace layer does not decode.
+    #[error("gRPC file descriptor set: {0}")]
+    Descriptor(#[from] prost::DecodeError),
 }

@@ -7,23 +7,80 @@
 //! span entered while the handler runs.
 
 use std::{
+    collections::HashSet,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
 use opentelemetry::trace::TraceContextExt;
 use pin_project_lite::pin_project;
+use prost::Message;
 use tower::{Layer, Service};
 use tracing::{Instrument, Span, field::Empty, instrument::Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::propagation::{inject_context, set_remote_parent};
+use crate::{
+    TelemetryError,
+    propagation::{inject_context, set_remote_parent},
+};
 
-/// Server side: `Server::builder().layer(GrpcServerTraceLayer)`. Each call
-/// gets a `grpc.server` span, child of the W3C context in the request headers.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcServerTraceLayer;
+/// The span name of a call to a path the server does not serve.
+const UNKNOWN_METHOD: &str = "grpc unknown";
+
+/// Server side: `Server::builder().layer(GrpcServerTraceLayer::from_file_descriptor_sets(..)?)`.
+/// Each call gets a `grpc.server` span, child of the W3C context in the
+/// request headers.
+///
+/// `:path` is chosen by the caller, and the trace layer runs before anyone
+/// is authenticated (a TLS client without a certificate reaches it), so the
+/// path names a span only when it is one of the server's own methods; any
+/// other call is `grpc unknown` without `rpc.service` / `rpc.method`. That
+/// keeps span names bounded and caller text out of exported traces.
+#[derive(Clone, Debug)]
+pub struct GrpcServerTraceLayer {
+    known: Arc<HashSet<String>>,
+}
+
+impl GrpcServerTraceLayer {
+    /// Names spans after `methods` (full paths, `/pkg.Service/Method`) only.
+    pub fn new<I>(methods: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self {
+            known: Arc::new(methods.into_iter().map(Into::into).collect()),
+        }
+    }
+
+    /// Names spans after every method of every service in `encoded_sets`
+    /// (encoded `google.protobuf.FileDescriptorSet`s, the same the reflection
+    /// service is built from), so a new RPC in the protos needs no list here.
+    pub fn from_file_descriptor_sets(encoded_sets: &[&[u8]]) -> Result<Self, TelemetryError> {
+        let mut methods = Vec::new();
+        for encoded in encoded_sets {
+            let set = prost_types::FileDescriptorSet::decode(*encoded)?;
+            for file in &set.file {
+                let package = file.package();
+                for service in &file.service {
+                    let service_name = match package {
+                        "" => service.name().to_owned(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    methods.extend(
+                        service
+                            .method
+                            .iter()
+                            .map(|method| format!("/{service_name}/{}", method.name())),
+                    );
+                }
+            }
+        }
+        Ok(Self::new(methods))
+    }
+}
 
 impl<S> Layer<S> for GrpcServerTraceLayer {
     type Service = GrpcTraceService<S>;
@@ -32,6 +89,7 @@ impl<S> Layer<S> for GrpcServerTraceLayer {
         GrpcTraceService {
             inner,
             side: Side::Server,
+            known: Some(Arc::clone(&self.known)),
         }
     }
 }
@@ -39,6 +97,9 @@ impl<S> Layer<S> for GrpcServerTraceLayer {
 /// Client side: `ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel)`,
 /// then `XxxClient::new(svc)`. Each call gets a `grpc.client` span, child of
 /// the current span, whose context is sent as `traceparent`.
+///
+/// Client spans are named after the path as is: the caller is our own code,
+/// and tonic's generated clients only send the fixed paths of their methods.
 ///
 /// The wrapped channel is a `GrpcTraceService<tonic::transport::Channel>`;
 /// it is `Clone` and implements `tonic::client::GrpcService<tonic::body::Body>`
@@ -53,6 +114,7 @@ impl<S> Layer<S> for GrpcClientTraceLayer {
         GrpcTraceService {
             inner,
             side: Side::Client,
+            known: None,
         }
     }
 }
@@ -85,6 +147,9 @@ impl Side {
 pub struct GrpcTraceService<S> {
     inner: S,
     side: Side,
+    /// The paths a server span may be named after; `None` on the client,
+    /// whose paths come from its own generated code.
+    known: Option<Arc<HashSet<String>>>,
 }
 
 impl<S, B, ResB> Service<http::Request<B>> for GrpcTraceService<S>
@@ -100,7 +165,12 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let span = new_span(self.side, request.uri().path());
+        let path = request.uri().path();
+        let method = match &self.known {
+            Some(known) if !known.contains(path) => None,
+            _ => Some(rpc_names(path)),
+        };
+        let span = new_span(self.side, method);
         match self.side {
             Side::Server => {
                 set_remote_parent(&span, request.headers());
@@ -158,32 +228,42 @@ where
     }
 }
 
-/// One span per call; span names must be static, hence a macro call per side.
-fn new_span(side: Side, path: &str) -> Span {
-    let (service, method) = rpc_names(path);
-    match side {
+/// One span per call; span names must be static, hence a macro call per
+/// side. `method` is `(service, method)`, or `None` for a path the server
+/// does not serve: that span gets a fixed name and no name fields.
+fn new_span(side: Side, method: Option<(&str, &str)>) -> Span {
+    let name = method.map_or_else(
+        || UNKNOWN_METHOD.to_owned(),
+        |(service, method)| format!("{service}/{method}"),
+    );
+    let span = match side {
         Side::Server => tracing::info_span!(
             "grpc.server",
-            otel.name = format!("{service}/{method}"),
+            otel.name = name,
             otel.kind = "server",
             otel.status_code = Empty,
             rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
+            rpc.service = Empty,
+            rpc.method = Empty,
             rpc.grpc.status_code = Empty,
             trace_id = Empty,
         ),
         Side::Client => tracing::info_span!(
             "grpc.client",
-            otel.name = format!("{service}/{method}"),
+            otel.name = name,
             otel.kind = "client",
             otel.status_code = Empty,
             rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
+            rpc.service = Empty,
+            rpc.method = Empty,
             rpc.grpc.status_code = Empty,
         ),
+    };
+    if let Some((service, method)) = method {
+        span.record("rpc.service", service);
+        span.record("rpc.method", method);
     }
+    span
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).

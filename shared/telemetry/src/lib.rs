@@ -6,7 +6,7 @@
 //! Wiring, in short:
 //! - `main`: `let telemetry = init_from_env("locksmith-x")?;` … serve until
 //!   [`shutdown_signal`] … `telemetry.shutdown();`
-//! - gRPC server: `Server::builder().layer(GrpcServerTraceLayer)`;
+//! - gRPC server: `Server::builder().layer(GrpcServerTraceLayer::from_file_descriptor_sets(..)?)`;
 //! - gRPC client: `XxxClient::new(ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel))`;
 //! - HTTP server span: create it, then [`set_remote_parent`]`(&span, request.headers())`.
 

@@ -9,6 +9,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use locksmith_errors::{ApiError, ErrorCode};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
@@ -128,23 +129,21 @@ pub struct MtlsAuthService<S> {
 /// `TlsConnectInfo<TcpConnectInfo>` into every request's extensions before
 /// any `Server::builder().layer(..)` runs; the chain in it has already been
 /// verified against the suite CA by the handshake (if one was presented).
-fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, tonic::Status> {
+fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, ApiError> {
+    let unauthenticated = |detail: String| ApiError::new(ErrorCode::Unauthenticated, detail);
     let certs = request
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(TlsConnectInfo::peer_certs)
         .filter(|certs| !certs.is_empty())
         .ok_or_else(|| {
-            tonic::Status::unauthenticated(
-                "a client certificate issued by the suite CA is required",
-            )
+            unauthenticated("a client certificate issued by the suite CA is required".into())
         })?;
     let leaf = certs
         .first()
-        .ok_or_else(|| tonic::Status::unauthenticated("empty client certificate chain"))?;
-    Identity::from_cert_der(leaf.as_ref()).map_err(|e| {
-        tonic::Status::unauthenticated(format!("client certificate has no Locksmith identity: {e}"))
-    })
+        .ok_or_else(|| unauthenticated("empty client certificate chain".into()))?;
+    Identity::from_cert_der(leaf.as_ref())
+        .map_err(|e| unauthenticated(format!("client certificate has no Locksmith identity: {e}")))
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -166,26 +165,35 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().to_owned();
-        let status = match caller_identity(&request) {
+        // Refusals are ApiErrors so they carry `google.rpc.ErrorInfo` (domain
+        // `locksmith`, reason PERMISSION_DENIED / UNAUTHENTICATED) like every
+        // other error of the suite. The detail names the caller and the
+        // method: it is read by the calling service's operator, who needs to
+        // know which rule to add.
+        let refusal = match caller_identity(&request) {
             Ok(id) if self.allow.permits(&path, &id) => {
                 request.extensions_mut().insert(Caller(id));
                 return Box::pin(self.inner.call(request));
             }
             Ok(id) => {
                 tracing::warn!(identity = %id, %path, "call refused: not on the allow-list");
-                tonic::Status::permission_denied(format!("{id} may not call {path}"))
+                ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("{id} may not call {path}"),
+                )
             }
-            Err(status) => {
-                tracing::warn!(%path, reason = status.message(), "call refused: unauthenticated");
-                status
+            Err(refusal) => {
+                tracing::warn!(%path, reason = %refusal.detail, "call refused: unauthenticated");
+                refusal
             }
         };
+        let status = tonic::Status::from(refusal);
         Box::pin(std::future::ready(Ok(status.into_http())))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -232,6 +240,24 @@ mod tests {
         let response = svc.oneshot(request).await.unwrap();
         let status = tonic::Status::from_header_map(response.headers()).unwrap();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            status.message(),
+            "a client certificate issued by the suite CA is required"
+        );
+        assert_error_info(&status, "UNAUTHENTICATED");
+    }
+
+    /// The refusal carries `google.rpc.ErrorInfo` like every other Locksmith
+    /// error, so callers tell it apart by reason, not by text.
+    pub(crate) fn assert_error_info(status: &tonic::Status, reason: &str) {
+        use tonic_types::StatusExt;
+        let details = status.get_error_details();
+        let info = details.error_info();
+        assert_eq!(
+            info.map(|i| (i.reason.as_str(), i.domain.as_str())),
+            Some((reason, "locksmith")),
+            "{status:?}"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::{
     TlsFiles, TlsMaterial, init_dir, install_crypto_provider, issue_workload,
 };
 
+use crate::authz::tests::assert_error_info;
+
 const CHECK: &str = "/grpc.health.v1.Health/Check";
 
 type Seen = Arc<Mutex<Vec<Identity>>>;
@@ -125,6 +127,7 @@ async fn the_layer_admits_denies_and_refuses_over_real_mtls() {
         status.message(),
         "spiffe://locksmith/proxy may not call /grpc.health.v1.Health/Check"
     );
+    assert_error_info(&status, "PERMISSION_DENIED");
     // Deny by default: Watch is listed for no one.
     let status = call(addr, as_service(pki, ServiceName::Edge), "Watch")
         .await
@@ -141,6 +144,7 @@ async fn the_layer_admits_denies_and_refuses_over_real_mtls() {
         status.message(),
         "a client certificate issued by the suite CA is required"
     );
+    assert_error_info(&status, "UNAUTHENTICATED");
     assert_eq!(
         seen.lock().unwrap().len(),
         2,

@@ -11,11 +11,13 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use super::*;
-use crate::{current_trace_id, subscriber_with_provider};
+use crate::{TelemetryError, current_trace_id, subscriber_with_provider};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 const PATH: &str = "/locksmith.registry.v1.TenantRegistryService/GetTenant";
+/// Well formed, but not a method of the server under test.
+const PATH_NOT_SERVED: &str = "/locksmith.registry.v1.TenantRegistryService/Nope";
 
 /// A subscriber exporting into memory, made active on this thread for as
 /// long as the returned guard lives.
@@ -47,6 +49,11 @@ fn trace_to_memory_logging(
     )
 }
 
+/// The server layer of a server whose one method is [`PATH`].
+fn server_layer() -> GrpcServerTraceLayer {
+    GrpcServerTraceLayer::new([PATH])
+}
+
 fn only(spans: &[SpanData], kind: &SpanKind) -> SpanData {
     let found: Vec<_> = spans.iter().filter(|s| &s.span_kind == kind).collect();
     assert_eq!(found.len(), 1, "{spans:#?}");
@@ -62,7 +69,7 @@ fn attribute(span: &SpanData, key: &str) -> Option<Value> {
 
 /// A server whose handler answers trailers-only with `status`.
 async fn serve_once(request: http::Request<()>, status: &'static str) {
-    let svc = GrpcServerTraceLayer.layer(service_fn(move |_req: http::Request<()>| async move {
+    let svc = server_layer().layer(service_fn(move |_req: http::Request<()>| async move {
         Ok::<_, Infallible>(
             http::Response::builder()
                 .header("grpc-status", status)
@@ -106,6 +113,28 @@ async fn server_span_continues_the_callers_trace() {
     assert_eq!(span.status, Status::Unset);
 }
 
+/// A TLS client without a certificate reaches the trace layer (the auth
+/// layer refuses it later) and picks `:path` freely: its text must become
+/// neither the span name nor an attribute.
+#[tokio::test]
+async fn server_span_of_an_unknown_path_has_a_fixed_name() {
+    let (_guard, exporter, _provider) = trace_to_memory();
+    for path in ["/evil.Caller/Chosen-By-Caller", "/x", "/", PATH_NOT_SERVED] {
+        let request = http::Request::builder().uri(path).body(()).unwrap();
+        serve_once(request, "16").await;
+    }
+
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    for span in &spans {
+        assert_eq!(span.name, "grpc unknown");
+        assert_eq!(attribute(span, "rpc.service"), None, "{span:#?}");
+        assert_eq!(attribute(span, "rpc.method"), None, "{span:#?}");
+        assert_eq!(attribute(span, "rpc.system"), Some("grpc".into()));
+        assert_eq!(attribute(span, "rpc.grpc.status_code"), Some(16_i64.into()));
+    }
+}
+
 #[tokio::test]
 async fn server_without_traceparent_starts_a_trace_and_flags_its_faults() {
     let (_guard, exporter, _provider) = trace_to_memory();
@@ -125,7 +154,7 @@ async fn server_without_traceparent_starts_a_trace_and_flags_its_faults() {
 #[tokio::test]
 async fn status_is_zero_when_it_comes_in_trailers() {
     let (_guard, exporter, _provider) = trace_to_memory();
-    let svc = GrpcServerTraceLayer.layer(service_fn(|_req: http::Request<()>| async {
+    let svc = server_layer().layer(service_fn(|_req: http::Request<()>| async {
         Ok::<_, Infallible>(http::Response::new(()))
     }));
     let request = http::Request::builder().uri(PATH).body(()).unwrap();
@@ -231,8 +260,26 @@ fn traced_channel_is_a_grpc_service() {
 fn server_layer_fits_tonic_server() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let serve = tonic::transport::Server::builder()
-        .layer(GrpcServerTraceLayer)
+        .layer(server_layer())
         .add_routes(tonic::service::Routes::default())
         .serve(addr);
     drop(serve);
+}
+
+#[test]
+fn known_methods_come_from_file_descriptor_sets() {
+    let layer =
+        GrpcServerTraceLayer::from_file_descriptor_sets(&[tonic_health::pb::FILE_DESCRIPTOR_SET])
+            .unwrap();
+    let mut known: Vec<&str> = layer.known.iter().map(String::as_str).collect();
+    known.sort_unstable();
+    assert_eq!(
+        known,
+        [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch"
+        ]
+    );
+    let err = GrpcServerTraceLayer::from_file_descriptor_sets(&[b"\xff\xff"]).unwrap_err();
+    assert!(matches!(err, TelemetryError::Descriptor(_)), "{err}");
 }
