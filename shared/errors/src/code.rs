@@ -21,6 +21,10 @@ pub enum ErrorCode {
     FailedPrecondition,
     /// The request body is larger than allowed.
     PayloadTooLarge,
+    /// The request target (path and query) is longer than allowed.
+    UriTooLong,
+    /// The request's header section is larger than allowed.
+    HeadersTooLarge,
     /// The request body is not JSON.
     UnsupportedMediaType,
     /// The HTTP method is not served on this route.
@@ -41,13 +45,15 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::VersionConflict,
         ErrorCode::FailedPrecondition,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Unauthenticated,
@@ -67,6 +73,8 @@ impl ErrorCode {
             ErrorCode::VersionConflict => "VERSION_CONFLICT",
             ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UriTooLong => "URI_TOO_LONG",
+            ErrorCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
@@ -92,7 +100,10 @@ impl ErrorCode {
             // AIP-154: an etag mismatch is ABORTED.
             ErrorCode::VersionConflict => Code::Aborted,
             ErrorCode::FailedPrecondition => Code::FailedPrecondition,
-            ErrorCode::PayloadTooLarge => Code::ResourceExhausted,
+            // Like an oversized body: a size limit, not a malformed field.
+            ErrorCode::PayloadTooLarge | ErrorCode::UriTooLong | ErrorCode::HeadersTooLarge => {
+                Code::ResourceExhausted
+            }
             ErrorCode::UnsupportedMediaType | ErrorCode::MethodNotAllowed => Code::InvalidArgument,
             ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::PermissionDenied => Code::PermissionDenied,
@@ -130,6 +141,8 @@ impl ErrorCode {
             ErrorCode::AlreadyExists | ErrorCode::VersionConflict => StatusCode::CONFLICT,
             ErrorCode::FailedPrecondition => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -150,6 +163,8 @@ impl ErrorCode {
             ErrorCode::VersionConflict => "Version conflict",
             ErrorCode::FailedPrecondition => "Failed precondition",
             ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::UriTooLong => "URI too long",
+            ErrorCode::HeadersTooLarge => "Request header fields too large",
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
             ErrorCode::MethodNotAllowed => "Method not allowed",
             ErrorCode::Unauthenticated => "Unauthenticated",
@@ -187,6 +202,17 @@ mod tests {
                     .all(|b| b.is_ascii_uppercase() || b == b'_')
             );
         }
+    }
+
+    #[test]
+    fn size_limits_have_their_own_statuses() {
+        assert_eq!(ErrorCode::PayloadTooLarge.http_status().as_u16(), 413);
+        assert_eq!(ErrorCode::UriTooLong.http_status().as_u16(), 414);
+        assert_eq!(ErrorCode::HeadersTooLarge.http_status().as_u16(), 431);
+        assert_eq!(
+            ErrorCode::HeadersTooLarge.problem_type(),
+            "urn:locksmith:error:HEADERS_TOO_LARGE"
+        );
     }
 
     #[test]
