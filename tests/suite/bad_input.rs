@@ -4,6 +4,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{Suite, assert_problem, create_tenant};
 
+mod bodies;
+
 async fn tenant_count(suite: &Suite) -> usize {
     let (_, page) = suite.get("/admin/tenants?page_size=1000").await;
     page["tenants"].as_array().unwrap().len()
@@ -210,4 +212,357 @@ async fn unknown_routes_methods_and_query_parameters() {
     assert_problem(status, &body, 400, "INVALID_ARGUMENT");
     let (status, body) = suite.get("/admin/tenants?pagesize=10").await;
     assert_problem(status, &body, 400, "INVALID_ARGUMENT");
+}
+
+/// Sends `body` as it is (so it may hold duplicate keys or bad JSON), with `headers`.
+async fn send_raw(
+    suite: &Suite,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let mut req = suite
+        .http
+        .request(method, suite.url(path))
+        .body(body.to_owned());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/problem+json",
+        "{path}"
+    );
+    (status, resp.json().await.unwrap())
+}
+
+async fn send_json(suite: &Suite, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
+    send_raw(
+        suite,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+}
+
+/// Asserts a 400 naming exactly `field` with `description`, and a detail that
+/// is the same sentence; `context` names the case in failure messages.
+fn assert_violation(context: &str, status: u16, body: &Value, field: &str, description: &str) {
+    let detail = assert_problem(status, body, 400, "INVALID_ARGUMENT");
+    assert_eq!(
+        body["errors"],
+        json!([{"field": field, "description": description}]),
+        "{context}: {body}"
+    );
+    let sentence = if field == "body" {
+        format!("the body {description}")
+    } else {
+        format!("{field} {description}")
+    };
+    assert_eq!(detail, sentence, "{context}");
+}
+
+/// Nothing of Rust or serde reaches callers, nor the values they sent.
+fn assert_no_leak(context: &str, body: &Value) {
+    let text = body.to_string();
+    for leak in [
+        "s3cr3t",
+        "struct",
+        "u32",
+        "u64",
+        "i32",
+        "expected",
+        "invalid type",
+        "`",
+        "update_mask",
+        "tenant.",
+        "spiffe",
+    ] {
+        assert!(!text.contains(leak), "{context}: {leak:?} in {text}");
+    }
+}
+#[tokio::test]
+async fn query_errors_name_the_parameter() {
+    let suite = Suite::start().await;
+    create_tenant(&suite, "acme").await;
+    let page_size = "must be a whole number from 1 to 1000";
+    let version = "must be a whole number from 1 to 18446744073709551615";
+    let cases: &[(reqwest::Method, &str, &str, &str)] = &[
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=abc",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=0",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=1001",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=-1",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=%2B5",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=99999999999",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_size=5&page_size=6",
+            "page_size",
+            "is given twice",
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?colour=red",
+            "colour",
+            "is not a parameter of this route",
+        ),
+        (
+            reqwest::Method::GET,
+            "/tenants/acme/orgs?page_size=abc",
+            "page_size",
+            page_size,
+        ),
+        (
+            reqwest::Method::GET,
+            "/admin/tenants?page_token=bm9wZQ",
+            "page_token",
+            "is not a token issued for this listing",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/tenants/acme?version=abc",
+            "version",
+            version,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/tenants/acme?version=18446744073709551616",
+            "version",
+            version,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/tenants/acme?version=1&version=1",
+            "version",
+            "is given twice",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/tenants/acme?page_size=1",
+            "page_size",
+            "is not a parameter of this route",
+        ),
+    ];
+    for (method, path, field, description) in cases {
+        let (status, body) = suite.call(method.clone(), path, None).await;
+        assert_violation(path, status, &body, field, description);
+        assert_no_leak(path, &body);
+    }
+    // Every bad parameter is named at once.
+    let (status, body) = suite
+        .get("/admin/tenants?colour=red&page_size=abc&pagesize=1")
+        .await;
+    assert_problem(status, &body, 400, "INVALID_ARGUMENT");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["colour", "pagesize", "page_size"], "{body}");
+    let (status, page) = suite.get("/admin/tenants?page_size=1000&page_token=").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(suite.get("/tenants/acme").await.0, 200, "still there");
+}
+
+#[tokio::test]
+async fn a_version_given_to_delete_is_a_condition_and_zero_is_refused() {
+    let suite = Suite::start().await;
+    create_tenant(&suite, "acme").await;
+    for (path, body) in [
+        (
+            "/tenants/acme/orgs",
+            json!({"id": "eng", "display_name": "Eng"}),
+        ),
+        (
+            "/tenants/acme/orgs/eng/bots",
+            json!({"id": "ci", "display_name": "CI"}),
+        ),
+        (
+            "/tenants/acme/orgs/eng/users",
+            json!({"id": "ann", "display_name": "Ann", "email": "ann@acme.example"}),
+        ),
+    ] {
+        let (status, body) = suite.post(path, body).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let resources = [
+        "/tenants/acme/orgs/eng/users/ann",
+        "/tenants/acme/orgs/eng/bots/ci",
+        "/tenants/acme/orgs/eng",
+        "/tenants/acme",
+    ];
+    for path in resources {
+        let (status, body) = suite.delete(&format!("{path}?version=0")).await;
+        assert_violation(
+            path,
+            status,
+            &body,
+            "version",
+            "must be a whole number from 1 to 18446744073709551615",
+        );
+        assert_eq!(suite.get(path).await.0, 200, "{path} is still there");
+    }
+    for path in resources {
+        let (status, body) = suite.delete(&format!("{path}?version=1")).await;
+        assert_eq!(status, 204, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn path_parameters_are_named() {
+    let suite = Suite::start().await;
+    create_tenant(&suite, "acme").await;
+    let (status, body) = suite
+        .post(
+            "/tenants/acme/orgs",
+            json!({"id": "eng", "display_name": "Eng"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let utf8 = "must be UTF-8 text";
+    let first = "must start with a lowercase letter or a digit";
+    let cases: &[(reqwest::Method, &str, &str, &str)] = &[
+        (reqwest::Method::GET, "/tenants/%FF", "tenant_id", utf8),
+        (
+            reqwest::Method::GET,
+            "/tenants/acme/orgs/%FF",
+            "org_id",
+            utf8,
+        ),
+        (
+            reqwest::Method::GET,
+            "/tenants/acme/orgs/eng/bots/%FF",
+            "bot_id",
+            utf8,
+        ),
+        (
+            reqwest::Method::GET,
+            "/tenants/acme/orgs/eng/users/A",
+            "user_id",
+            first,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/tenants/acme/orgs/Eng",
+            "org_id",
+            first,
+        ),
+        (
+            reqwest::Method::GET,
+            "/tenants/acme/orgs/-/bots",
+            "org_id",
+            first,
+        ),
+    ];
+    for (method, path, field, description) in cases {
+        let (status, body) = suite.call(method.clone(), path, None).await;
+        assert_violation(path, status, &body, field, description);
+    }
+    // On PATCH the id comes from the path, so the path parameter is named, not the body's `id`.
+    for (path, field) in [
+        ("/tenants/Acme", "tenant_id"),
+        ("/tenants/acme/orgs/Eng", "org_id"),
+        ("/tenants/acme/orgs/eng/bots/Ci", "bot_id"),
+    ] {
+        let (status, body) = suite
+            .patch(path, json!({"version": 1, "display_name": "X"}))
+            .await;
+        assert_violation(path, status, &body, field, first);
+    }
+}
+/// Starts a second edge calling the suite's registry as `service`; answers
+/// its URL. It serves callers without credentials (on loopback, as an
+/// operator), so the only refusal on its way is the registry's.
+async fn edge_as(suite: &Suite, service: locksmith_tls::ServiceName) -> String {
+    let tls = locksmith_tls::TlsFiles::in_dir(suite.pki.path(), service);
+    let config: locksmith_edge::EdgeConfig = serde_json::from_value(json!({
+        "listen": "127.0.0.1:0",
+        "tls": {"ca": tls.ca, "cert": tls.cert, "key": tls.key},
+        "services": {"registry": {"url": format!("https://{}", suite.registry_addr)}},
+        "auth": {"require_auth": false},
+    }))
+    .unwrap();
+    let backends =
+        locksmith_edge::Backends::connect(&config.services, &tls.load().unwrap()).unwrap();
+    let state = locksmith_edge::AppState::new(backends, &config).unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // The edge lives as long as the test's runtime.
+    tokio::spawn(async move {
+        locksmith_edge::serve(listener, state, &config, std::future::pending())
+            .await
+            .unwrap();
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_backend_refusing_the_edge_is_an_internal_error() {
+    let suite = Suite::start().await;
+    // The proxy's identity may read the registry but not change it.
+    let edge = edge_as(&suite, locksmith_tls::ServiceName::Proxy).await;
+    let anonymous = reqwest::Client::new();
+    let resp = anonymous
+        .post(format!("{edge}/tenants"))
+        .json(&json!({"id": "x", "display_name": "X"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    let detail = assert_problem(status, &body, 500, "INTERNAL");
+    assert_eq!(detail, "internal error; see the service log");
+    assert_no_leak("denied", &body);
+    // The registry's own answers keep their detail.
+    let resp = anonymous
+        .get(format!("{edge}/tenants/nobody"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let detail = assert_problem(status, &resp.json().await.unwrap(), 404, "NOT_FOUND");
+    assert_eq!(detail, "tenant 'nobody' does not exist");
+    assert_eq!(tenant_count(&suite).await, 0, "nothing was created");
 }

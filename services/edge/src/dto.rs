@@ -1,17 +1,34 @@
 //! The edge's JSON shapes (snake_case, RFC 3339 times) and their conversions
-//! to and from the registry's protobuf messages. Validation happens in the
-//! registry, the receiving service; the edge only reshapes.
+//! to and from the registry's protobuf messages. Field values are validated
+//! in the registry, the receiving service; the edge checks only what its own
+//! HTTP API defines: JSON types, required and unknown fields, keys given
+//! twice, and that a PATCH changes something (it builds the update mask).
+
+mod de;
+mod query;
 
 use std::collections::{BTreeMap, HashMap};
 
 use locksmith_proto::registry::v1 as pb;
 use prost_types::Timestamp;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-/// Whether a tenant is served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) use self::de::{VERSION_AT_LEAST_1, optional_whole_u32};
+pub use self::query::{DeleteQuery, PageQuery};
+
+/// Said of a tenant PATCH without a field to change.
+pub(crate) const NO_TENANT_CHANGE: &str = "changes no field; send at least one of display_name, domain, settings, status, quotas, enabled_integrations";
+/// Said of an org, bot or user PATCH without a field to change.
+pub(crate) const NO_MEMBER_CHANGE: &str =
+    "changes no field; send at least one of display_name, labels";
+/// Said of a user PATCH without a field to change.
+pub(crate) const NO_USER_CHANGE: &str =
+    "changes no field; send at least one of display_name, email, labels";
+
+/// Whether a tenant is served. (Deserialized in `de`, in callers' terms.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Served.
@@ -42,10 +59,10 @@ impl TenantStatus {
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Requests per minute.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::whole_u32")]
     pub requests_per_minute: u32,
     /// Most connections.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::whole_u32")]
     pub max_connections: u32,
 }
 
@@ -95,7 +112,7 @@ pub struct CreateTenant {
     #[serde(default)]
     pub domain: Option<String>,
     /// Non-secret settings (keys `[a-z0-9][a-z0-9_.-]{0,63}`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::unique_map")]
     pub settings: HashMap<String, String>,
     /// Defaults to `active`.
     #[serde(default)]
@@ -124,38 +141,53 @@ impl CreateTenant {
     }
 }
 
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// Body of `PATCH /tenants/{t}`: only the fields present change.
+/// Body of `PATCH /tenants/{t}`: only the fields present change, and at
+/// least one must be present.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+// `remote = "Self"`: the derived deserializer is an inherent function, and
+// the `Deserialize` impl below checks its result.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct PatchTenant {
-    /// The version this change is based on (check-and-set); required.
+    /// The version this change is based on (check-and-set); required, 1 or more.
+    #[serde(deserialize_with = "de::version")]
     pub version: u64,
     /// New name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::present")]
     pub display_name: Option<String>,
     /// New domain; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "de::nullable")]
     #[schema(value_type = Option<String>)]
     pub domain: Option<Option<String>>,
     /// Replaces all settings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::present_unique_map")]
     pub settings: Option<HashMap<String, String>>,
     /// New status.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::present")]
     pub status: Option<TenantStatus>,
     /// New quotas.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::present")]
     pub quotas: Option<Quotas>,
     /// Replaces the enabled integrations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::present")]
     pub enabled_integrations: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for PatchTenant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let patch = PatchTenant::deserialize(d)?;
+        let changes_nothing = patch.display_name.is_none()
+            && patch.domain.is_none()
+            && patch.settings.is_none()
+            && patch.status.is_none()
+            && patch.quotas.is_none()
+            && patch.enabled_integrations.is_none();
+        // An empty update mask would reach the registry, which names its own
+        // request's fields (`update_mask`); the caller sent a body.
+        if changes_nothing {
+            return Err(D::Error::custom(NO_TENANT_CHANGE));
+        }
+        Ok(patch)
+    }
 }
 
 impl PatchTenant {
@@ -227,26 +259,6 @@ pub struct TenantStatusView {
     pub updated_at: String,
 }
 
-/// Pagination query parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1 to 1000; default 50.
-    pub page_size: Option<i32>,
-    /// `next_page_token` of the previous page.
-    pub page_token: Option<String>,
-}
-
-/// Optional check-and-set condition of a DELETE.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeleteQuery {
-    /// Delete only if the resource is at this version.
-    pub version: Option<u64>,
-}
-
 /// An org, bot or user as the edge shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {
@@ -271,7 +283,7 @@ pub struct MemberView {
     pub version: u64,
 }
 
-/// Body of `POST …/orgs`, `…/bots`, `…/users`.
+/// Body of `POST …/orgs` and `…/bots`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMember {
@@ -279,30 +291,115 @@ pub struct CreateMember {
     pub id: String,
     /// 1 to 200 characters.
     pub display_name: String,
-    /// Users only.
-    #[serde(default)]
+    /// Set from a [`CreateUser`] only: orgs and bots have no email.
+    #[serde(skip)]
     pub email: Option<String>,
     /// Non-secret labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::unique_map")]
     pub labels: HashMap<String, String>,
 }
 
-/// Body of `PATCH` on an org, bot or user.
+/// Body of `POST …/users`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Slug or lowercase UUID.
+    pub id: String,
+    /// 1 to 200 characters.
+    pub display_name: String,
+    /// The user's email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Non-secret labels.
+    #[serde(default, deserialize_with = "de::unique_map")]
+    pub labels: HashMap<String, String>,
+}
+
+impl From<CreateUser> for CreateMember {
+    fn from(u: CreateUser) -> Self {
+        CreateMember {
+            id: u.id,
+            display_name: u.display_name,
+            email: u.email,
+            labels: u.labels,
+        }
+    }
+}
+
+/// Body of `PATCH` on an org, bot or user: only the fields present change,
+/// and at least one must be present.
+#[derive(Debug, Deserialize, ToSchema)]
+// See `PatchTenant` for `remote = "Self"`.
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct PatchMember {
-    /// The version this change is based on; required.
+    /// The version this change is based on; required, 1 or more.
+    #[serde(deserialize_with = "de::version")]
     pub version: u64,
     /// New name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::present")]
+    #[schema(nullable = false)]
     pub display_name: Option<String>,
-    /// Users only; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    /// Set from a [`PatchUser`] only: orgs and bots have no email.
+    #[serde(skip)]
+    pub email: Option<Option<String>>,
+    /// Replaces all labels.
+    #[serde(default, deserialize_with = "de::present_unique_map")]
+    #[schema(nullable = false)]
+    pub labels: Option<HashMap<String, String>>,
+}
+
+impl<'de> Deserialize<'de> for PatchMember {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let patch = PatchMember::deserialize(d)?;
+        if patch.display_name.is_none() && patch.labels.is_none() {
+            return Err(D::Error::custom(NO_MEMBER_CHANGE));
+        }
+        Ok(patch)
+    }
+}
+
+/// Body of `PATCH` on a user: only the fields present change, and at least
+/// one must be present.
+#[derive(Debug, Deserialize, ToSchema)]
+// See `PatchTenant` for `remote = "Self"`.
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct PatchUser {
+    /// The version this change is based on; required, 1 or more.
+    #[serde(deserialize_with = "de::version")]
+    pub version: u64,
+    /// New name.
+    #[serde(default, deserialize_with = "de::present")]
+    #[schema(nullable = false)]
+    pub display_name: Option<String>,
+    /// New email address; `null` clears it.
+    #[serde(default, deserialize_with = "de::nullable")]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
     /// Replaces all labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::present_unique_map")]
+    #[schema(nullable = false)]
     pub labels: Option<HashMap<String, String>>,
+}
+
+impl<'de> Deserialize<'de> for PatchUser {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let patch = PatchUser::deserialize(d)?;
+        if patch.display_name.is_none() && patch.email.is_none() && patch.labels.is_none() {
+            return Err(D::Error::custom(NO_USER_CHANGE));
+        }
+        Ok(patch)
+    }
+}
+
+impl From<PatchUser> for PatchMember {
+    fn from(u: PatchUser) -> Self {
+        PatchMember {
+            version: u.version,
+            display_name: u.display_name,
+            email: u.email,
+            labels: u.labels,
+        }
+    }
 }
 
 impl PatchMember {
