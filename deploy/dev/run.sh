@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 profile=${PROFILE:-debug}
 cargo_flags=()
 [ "$profile" = release ] && cargo_flags+=(--release)
-cargo build "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-edge
+cargo build --locked "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-edge
 bin="target/$profile"
 
 # Where state lives and where the processes listen (not LOCKSMITH_* names:
@@ -39,6 +39,7 @@ trap stop EXIT
 
 env $(tls registry) LOCKSMITH_CONFIG=deploy/config/registry.toml \
   LOCKSMITH_LISTEN="$registry_addr" LOCKSMITH_STORAGE__PATH="$home/data/registry.db" \
+  LOCKSMITH_API_KEYS__PEPPER_FILE="$home/data/api-key-pepper" \
   "$bin/locksmith-registry" & pids+=($!)
 env $(tls edge) LOCKSMITH_CONFIG=deploy/config/edge.toml \
   LOCKSMITH_LISTEN="$edge_addr" LOCKSMITH_PUBLIC_URL="$edge_url" \
@@ -54,17 +55,34 @@ if [ "${ready:-0}" != 1 ]; then
   exit 1
 fi
 
+# The first operator admin key, made once per state directory and shown only
+# now: the registry keeps a hash of it, nothing else can show it again.
+marker="$home/data/operator-key.created"
+if [ ! -f "$marker" ]; then
+  key=$("$bin/locksmith" api-key create --operator --name "make run bootstrap" \
+    --registry "https://$registry_addr" --pki "$home/pki")
+  touch "$marker"
+  key_note="Operator admin key (shown once; keep it):
+  export LOCKSMITH_KEY=$key"
+else
+  key_note="The operator admin key was printed on the first start. Make another with:
+  export LOCKSMITH_KEY=\$($bin/locksmith api-key create --operator --name NAME --registry https://$registry_addr --pki $home/pki)"
+fi
+
 cat <<MSG
 
 Locksmith is running. Edge: $edge_url   (OpenAPI: $edge_url/openapi.json)
 
-  curl -sS -X POST $edge_url/tenants -H 'content-type: application/json' \\
+$key_note
+
+  auth="authorization: Bearer \$LOCKSMITH_KEY"
+  curl -sS -X POST $edge_url/tenants -H "\$auth" -H 'content-type: application/json' \\
        -d '{"id":"acme","display_name":"Acme"}'
-  curl -sS -X POST $edge_url/tenants/acme/orgs -H 'content-type: application/json' \\
+  curl -sS -X POST $edge_url/tenants/acme/orgs -H "\$auth" -H 'content-type: application/json' \\
        -d '{"id":"sales","display_name":"Sales"}'
-  curl -sS -X POST $edge_url/tenants/acme/orgs/sales/bots -H 'content-type: application/json' \\
-       -d '{"id":"helper","display_name":"Helper bot"}'
-  curl -sS "$edge_url/admin/tenants?page_size=2"
+  curl -sS -X POST $edge_url/tenants/acme/api-keys -H "\$auth" -H 'content-type: application/json' \\
+       -d '{"display_name":"acme reader","roles":["read"]}'
+  curl -sS "$edge_url/admin/tenants?page_size=2" -H "\$auth"
 
 Ctrl-C stops every process.
 MSG

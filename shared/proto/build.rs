@@ -6,7 +6,10 @@ use std::{env, error::Error, fs, path::PathBuf};
 use prost::Message;
 
 const PROTO_ROOT: &str = "../../proto";
-const PROTOS: &[&str] = &["locksmith/registry/v1/registry.proto"];
+const PROTOS: &[&str] = &[
+    "locksmith/registry/v1/registry.proto",
+    "locksmith/registry/v1/api_keys.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");

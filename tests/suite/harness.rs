@@ -7,11 +7,17 @@ use std::{
 };
 
 use locksmith_edge::{
-    Backends, EdgeConfig,
+    AppState, Backends, EdgeConfig,
+    auth::AuthConfig,
     config::{Endpoint, Limits, Services},
 };
-use locksmith_proto::registry::v1::tenant_registry_service_client::TenantRegistryServiceClient;
-use locksmith_registry::{Registry, SqliteStore, server, system_clock};
+use locksmith_proto::registry::v1::{
+    self as pb, api_key_service_client::ApiKeyServiceClient,
+    tenant_registry_service_client::TenantRegistryServiceClient,
+};
+use locksmith_registry::{
+    Registry, SqliteStore, api_keys::secret::KeyHasher, server, system_clock,
+};
 use locksmith_tls::{ServiceName, TlsFiles, TlsMaterial};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::Value;
@@ -39,8 +45,23 @@ pub struct Suite {
     pub edge: String,
     pub registry_addr: SocketAddr,
     pub pki: TempDir,
+    /// Sends the operator admin key with every request.
     pub http: reqwest::Client,
+    /// Sends no credentials.
+    pub anonymous: reqwest::Client,
     stop: Vec<oneshot::Sender<()>>,
+}
+
+fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 fn stop_signal() -> (
@@ -59,6 +80,11 @@ pub fn load_tls(dir: &Path, service: ServiceName) -> TlsMaterial {
 
 impl Suite {
     pub async fn start() -> Suite {
+        Self::start_with(AuthConfig::default()).await
+    }
+
+    /// The suite with the edge's authentication configured as `auth`.
+    pub async fn start_with(auth: AuthConfig) -> Suite {
         spans();
         locksmith_tls::install_crypto_provider();
         let pki = tempfile::tempdir().unwrap();
@@ -73,59 +99,63 @@ impl Suite {
         let registry_tls = load_tls(pki.path(), ServiceName::Registry);
         let (stop_registry, registry_stopped) = stop_signal();
         tokio::spawn(async move {
-            server::serve(registry_listener, &registry_tls, registry, registry_stopped)
-                .await
-                .unwrap();
+            let hasher = Arc::new(KeyHasher::random().unwrap());
+            server::serve(
+                registry_listener,
+                &registry_tls,
+                registry,
+                hasher,
+                registry_stopped,
+            )
+            .await
+            .unwrap();
         });
 
-        let config = EdgeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: None,
-            tls: TlsFiles::in_dir(pki.path(), ServiceName::Edge),
-            services: Services {
-                registry: Endpoint {
-                    url: format!("https://{registry_addr}"),
-                    server_name: "localhost".into(),
-                },
-            },
-            limits: Limits::default(),
-        };
-        let backends = Backends::connect(&config.services, &config.tls.load().unwrap()).unwrap();
-        let edge_listener = TcpListener::bind(config.listen).await.unwrap();
-        let edge = format!("http://{}", edge_listener.local_addr().unwrap());
-        let (stop_edge, edge_stopped) = stop_signal();
-        tokio::spawn(async move {
-            locksmith_edge::serve(edge_listener, backends, &config, edge_stopped)
-                .await
-                .unwrap();
-        });
-
+        let (edge, stop_edge) = start_edge(pki.path(), registry_addr, auth).await;
+        let admin_key = operator_key(pki.path(), registry_addr).await;
         Suite {
             edge,
             registry_addr,
             pki,
-            http: reqwest::Client::new(),
+            http: client_with_key(&admin_key),
+            anonymous: reqwest::Client::new(),
             stop: vec![stop_registry, stop_edge],
         }
     }
 
-    /// Stops the registry; the edge keeps running.
-    pub fn stop_registry(&mut self) {
-        drop(self.stop.remove(0));
+    /// Another edge replica on the same registry, with its own caches.
+    pub async fn extra_edge(&mut self, auth: AuthConfig) -> String {
+        let (url, stop) = start_edge(self.pki.path(), self.registry_addr, auth).await;
+        self.stop.push(stop);
+        url
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.edge)
+    /// A client sending `Authorization: Bearer <key>`.
+    pub fn client_as(&self, key: &str) -> reqwest::Client {
+        client_with_key(key)
     }
 
-    /// Sends `body` (JSON) with `method` to `path`; answers status and JSON body.
-    pub async fn call(
+    /// A new API key of `tenant` with `roles`, made through the edge by the operator.
+    pub async fn tenant_key(&self, tenant: &str, roles: &[&str]) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/tenants/{tenant}/api-keys"),
+                serde_json::json!({"display_name": "test key", "roles": roles}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends `body` with `method` to `path` through `client`; answers status and JSON body.
+    pub async fn call_with(
         &self,
+        client: &reqwest::Client,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, self.url(path));
+        let mut req = client.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -138,6 +168,25 @@ impl Suite {
             serde_json::from_slice(&bytes).unwrap()
         };
         (status, value)
+    }
+
+    /// Stops the registry; the edge keeps running.
+    pub fn stop_registry(&mut self) {
+        drop(self.stop.remove(0));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.edge)
+    }
+
+    /// Sends `body` (JSON) with `method` to `path` as the operator; answers status and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call_with(&self.http, method, path, body).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -203,4 +252,58 @@ pub async fn create_tenant(suite: &Suite, id: &str) -> Value {
         .await;
     assert_eq!(status, 201, "{body}");
     body
+}
+
+/// An operator key made the way `locksmith api-key create --operator` does:
+/// the registry's gRPC API, as `spiffe://locksmith/cli`.
+async fn operator_key(pki: &Path, registry_addr: SocketAddr) -> String {
+    let channel = TonicEndpoint::from_shared(format!("https://{registry_addr}"))
+        .unwrap()
+        .tls_config(load_tls(pki, ServiceName::Cli).client_tls("localhost"))
+        .unwrap()
+        .connect_lazy();
+    ApiKeyServiceClient::new(channel)
+        .create_api_key(pb::CreateApiKeyRequest {
+            api_key: Some(pb::ApiKey {
+                owner: Some(pb::api_key::Owner::Operator(pb::OperatorOwner {})),
+                display_name: "suite operator".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
+}
+
+/// Starts an edge on a free port in front of the registry at `registry_addr`.
+async fn start_edge(
+    pki: &Path,
+    registry_addr: SocketAddr,
+    auth: AuthConfig,
+) -> (String, oneshot::Sender<()>) {
+    let config = EdgeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        tls: TlsFiles::in_dir(pki, ServiceName::Edge),
+        services: Services {
+            registry: Endpoint {
+                url: format!("https://{registry_addr}"),
+                server_name: "localhost".into(),
+            },
+        },
+        limits: Limits::default(),
+        auth,
+    };
+    let backends = Backends::connect(&config.services, &config.tls.load().unwrap()).unwrap();
+    let state = AppState::new(backends, &config).unwrap();
+    let edge_listener = TcpListener::bind(config.listen).await.unwrap();
+    let edge = format!("http://{}", edge_listener.local_addr().unwrap());
+    let (stop_edge, edge_stopped) = stop_signal();
+    tokio::spawn(async move {
+        locksmith_edge::serve(edge_listener, state, &config, edge_stopped)
+            .await
+            .unwrap();
+    });
+    (edge, stop_edge)
 }

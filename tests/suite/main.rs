@@ -5,10 +5,15 @@
 
 mod harness;
 
+mod auth;
 mod bad_input;
 mod grpc;
+mod grpc_matrix;
+mod jwt;
+mod matrix;
 mod members;
 mod mtls;
+mod oidc;
 mod pagination;
 mod tenants;
 mod trace;

@@ -1,5 +1,6 @@
 //! `locksmith`: the operator's command.
 
+mod api_key;
 mod pki;
 
 use std::path::PathBuf;
@@ -20,6 +21,36 @@ enum Command {
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
+    },
+    /// API keys for the HTTP edge.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key and print it (once) on standard output.
+    Create {
+        /// The registry's gRPC address.
+        #[arg(long, default_value = "https://127.0.0.1:7101")]
+        registry: String,
+        /// Where the PKI lives (the `cli` certificate is used).
+        #[arg(long, default_value = "var/pki")]
+        pki: PathBuf,
+        /// An operator key: every tenant and the admin routes.
+        #[arg(long, conflicts_with_all = ["tenant", "role"], required_unless_present = "tenant")]
+        operator: bool,
+        /// A key confined to this tenant.
+        #[arg(long, requires = "role")]
+        tenant: Option<String>,
+        /// The tenant key's roles (read, write, admin); repeat or separate with commas.
+        #[arg(long, value_delimiter = ',')]
+        role: Vec<String>,
+        /// A name for people.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -62,5 +93,29 @@ fn main() -> anyhow::Result<()> {
                     workload,
                 },
         } => pki::issue(&dir, &tenant, &workload, &mut out),
+        Command::ApiKey {
+            command:
+                ApiKeyCommand::Create {
+                    registry,
+                    pki,
+                    operator: _,
+                    tenant,
+                    role,
+                    name,
+                },
+        } => {
+            let owner = match tenant {
+                Some(tenant) => api_key::Owner::Tenant {
+                    tenant,
+                    roles: role,
+                },
+                None => api_key::Owner::Operator,
+            };
+            locksmith_tls::install_crypto_provider();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(api_key::create(&registry, &pki, owner, &name, &mut out))
+        }
     }
 }

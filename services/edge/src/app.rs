@@ -1,26 +1,25 @@
 //! The router and its cross-cutting layers, outside in: request id → trace
 //! span (continuing the caller's W3C context) → problem rendering → timeout
-//! → body limit → routes.
+//! → authentication and rate limits → body limit → routes.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::StatusCode,
     middleware,
-    routing::get,
 };
 use locksmith_errors::ApiError;
 use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 use tracing::Span;
 
 use crate::{
-    AppState,
+    AppState, auth,
     config::Limits,
+    openapi,
     problem::{Failure, render_problems},
     request_id::{self, RequestId},
-    routes::{members, ops, tenants},
 };
 
 /// Span name for requests that match no route. The raw path is never used:
@@ -52,55 +51,14 @@ fn request_span(request: &Request) -> Span {
 
 /// The edge's HTTP application.
 pub fn router(state: AppState, limits: &Limits) -> Router {
-    let tenant_routes = Router::new()
-        .route("/tenants", axum::routing::post(tenants::create))
-        .route("/admin/tenants", get(tenants::list))
-        .route(
-            "/tenants/{tenant_id}",
-            get(tenants::get)
-                .patch(tenants::patch)
-                .delete(tenants::delete),
-        )
-        .route("/tenants/{tenant_id}/status", get(tenants::status));
-    let member_routes = Router::new()
-        .route(
-            "/tenants/{tenant_id}/orgs",
-            get(members::list_orgs).post(members::create_org),
-        )
-        .route(
-            "/tenants/{tenant_id}/orgs/{org_id}",
-            get(members::get_org)
-                .patch(members::patch_org)
-                .delete(members::delete_org),
-        )
-        .route(
-            "/tenants/{tenant_id}/orgs/{org_id}/bots",
-            get(members::list_bots).post(members::create_bot),
-        )
-        .route(
-            "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
-            get(members::get_bot)
-                .patch(members::patch_bot)
-                .delete(members::delete_bot),
-        )
-        .route(
-            "/tenants/{tenant_id}/orgs/{org_id}/users",
-            get(members::list_users).post(members::create_user),
-        )
-        .route(
-            "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
-            get(members::get_user)
-                .patch(members::patch_user)
-                .delete(members::delete_user),
-        );
-    Router::new()
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/openapi.json", get(ops::openapi))
-        .merge(tenant_routes)
-        .merge(member_routes)
+    let (routes, _) = openapi::routes().split_for_parts();
+    routes
         .fallback(|| async { Failure(ApiError::not_found("no such route")) })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::authenticate,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_millis(limits.request_timeout_ms),

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use locksmith_proto::registry::v1::tenant_registry_service_client::TenantRegistryServiceClient;
+use locksmith_proto::registry::v1::{
+    api_key_service_client::ApiKeyServiceClient,
+    tenant_registry_service_client::TenantRegistryServiceClient,
+};
 use locksmith_telemetry::{GrpcClientTraceLayer, GrpcTraceService};
 use locksmith_tls::TlsMaterial;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
@@ -27,6 +30,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Backends {
     /// The tenant registry.
     pub registry: TenantRegistryServiceClient<TracedChannel>,
+    /// The registry's API keys.
+    pub api_keys: ApiKeyServiceClient<TracedChannel>,
     health: Vec<(&'static str, HealthClient<TracedChannel>)>,
 }
 
@@ -69,6 +74,7 @@ impl Backends {
         let registry = channel("registry", &services.registry, tls)?;
         Ok(Self {
             registry: TenantRegistryServiceClient::new(registry.clone()),
+            api_keys: ApiKeyServiceClient::new(registry.clone()),
             health: vec![("registry", HealthClient::new(registry))],
         })
     }

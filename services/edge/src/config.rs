@@ -21,6 +21,9 @@ pub struct EdgeConfig {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Who may call: credentials, anonymous paths, rate limits, OIDC issuers.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// Endpoints of the backend services.
@@ -56,6 +59,24 @@ pub struct Limits {
     /// Longest a request may take end to end, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Longest a client may take to send a request's head (request line and
+    /// headers), in milliseconds, measured from when the edge starts waiting
+    /// for it (on a new connection or an idle keep-alive one). Slower
+    /// connections are closed without an answer.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Most connections served at once; beyond it new connections wait,
+    /// unaccepted, in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Longest request target (path and query) accepted, in bytes; longer
+    /// ones get 414 problem+json.
+    #[serde(default = "default_max_uri_bytes")]
+    pub max_uri_bytes: usize,
+    /// Largest header section accepted (each header counted as name, value
+    /// and 4 bytes of framing), in bytes; larger ones get 431 problem+json.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
 }
 
 fn default_max_body() -> usize {
@@ -66,11 +87,31 @@ fn default_timeout_ms() -> u64 {
     15_000
 }
 
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_max_uri_bytes() -> usize {
+    8 * 1024
+}
+
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body(),
             request_timeout_ms: default_timeout_ms(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            max_connections: default_max_connections(),
+            max_uri_bytes: default_max_uri_bytes(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
 }

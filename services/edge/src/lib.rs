@@ -3,12 +3,17 @@
 //! every failure into RFC 9457 problem+json.
 
 mod app;
+pub mod auth;
 pub mod backends;
 pub mod config;
+mod contract;
 pub mod dto;
 mod extract;
-mod openapi;
+mod head_limits;
+mod listener;
+pub mod openapi;
 mod problem;
+mod rate_limit;
 mod request_id;
 mod routes;
 
@@ -17,25 +22,37 @@ use std::future::Future;
 pub use app::router;
 pub use backends::Backends;
 pub use config::EdgeConfig;
-pub use openapi::ApiDoc;
+pub use openapi::{ApiDoc, document as openapi_document};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     /// gRPC clients of the services.
     pub backends: Backends,
+    /// Who is calling; also told when a key is revoked or a tenant changes.
+    pub auth: std::sync::Arc<auth::Authenticator>,
+}
+
+impl AppState {
+    /// The state for `config`, refusing settings that would expose the suite.
+    pub fn new(backends: Backends, config: &EdgeConfig) -> Result<Self, auth::AuthConfigError> {
+        config.auth.check(config.listen)?;
+        let auth = auth::Authenticator::new(config.auth.clone(), backends.clone())?;
+        Ok(Self {
+            backends,
+            auth: std::sync::Arc::new(auth),
+        })
+    }
 }
 
 /// Serves the edge on `listener` until `shutdown` resolves, then lets
 /// in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    backends: Backends,
+    state: AppState,
     config: &EdgeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(AppState { backends }, &config.limits);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state, &config.limits);
+    listener::serve(listener, app, &config.limits, shutdown).await
 }

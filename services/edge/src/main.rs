@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use locksmith_edge::{Backends, EdgeConfig};
+use locksmith_edge::{AppState, Backends, EdgeConfig};
 
 /// The Locksmith HTTP edge.
 #[derive(Parser)]
@@ -29,13 +29,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .context("loading TLS material")?;
     let backends = Backends::connect(&config.services, &tls)?;
+    let state = AppState::new(backends, &config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, "edge serving");
     locksmith_edge::serve(
         listener,
-        backends,
+        state,
         &config,
         locksmith_telemetry::shutdown_signal(),
     )

@@ -1,57 +1,199 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+//! The route table and the OpenAPI 3.1 document, built together: every
+//! route is registered here through `utoipa_axum::routes!`, so the router
+//! and the published contract cannot drift apart.
+//!
+//! The statuses every route shares (authentication, authorization, limits,
+//! backends, bad input) are added to each operation by [`complete`] from
+//! what the route is: anonymous or not, with a body or not, with path
+//! parameters or not.
 
-use utoipa::OpenApi;
+use std::sync::OnceLock;
 
-use crate::{dto, routes};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        self, Components, ContentBuilder, RefOr, Response, ResponseBuilder,
+        path::Operation,
+        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+    },
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// Every route and schema of the edge.
+use crate::{
+    AppState,
+    routes::{api_keys, members, ops, tenants},
+};
+
+/// Paths served without credentials by default (seed 000's anonymous paths).
+pub const ANONYMOUS: &[&str] = &["/health", "/ready", "/openapi.json"];
+
+/// Name of the bearer security scheme.
+const BEARER: &str = "bearer";
+
+/// The document's fixed parts; paths come from [`routes`].
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Locksmith",
-        description = "Multi-tenant credential platform: the HTTP edge. Errors are RFC 9457 problem+json."
+        description = "Multi-tenant credential platform: the HTTP edge. \
+            Authenticate with `Authorization: Bearer <API key or JWT>`. \
+            Errors are RFC 9457 problem+json whose `type` is `urn:locksmith:error:<REASON>`."
     ),
-    paths(
-        routes::ops::health,
-        routes::ops::ready,
-        routes::ops::openapi,
-        routes::tenants::create,
-        routes::tenants::list,
-        routes::tenants::get,
-        routes::tenants::patch,
-        routes::tenants::delete,
-        routes::tenants::status,
-        routes::members::create_org,
-        routes::members::list_orgs,
-        routes::members::get_org,
-        routes::members::patch_org,
-        routes::members::delete_org,
-        routes::members::create_bot,
-        routes::members::list_bots,
-        routes::members::get_bot,
-        routes::members::patch_bot,
-        routes::members::delete_bot,
-        routes::members::create_user,
-        routes::members::list_users,
-        routes::members::get_user,
-        routes::members::patch_user,
-        routes::members::delete_user,
-    ),
-    components(schemas(
-        dto::TenantView,
-        dto::CreateTenant,
-        dto::PatchTenant,
-        dto::TenantList,
-        dto::TenantStatusView,
-        dto::TenantStatus,
-        dto::Quotas,
-        dto::MemberView,
-        dto::CreateMember,
-        dto::PatchMember,
-        dto::MemberList,
-        dto::HealthView,
-        locksmith_errors::Problem,
-        locksmith_errors::FieldViolation,
-    ))
+    modifiers(&SecuritySchemes),
+    components(schemas(locksmith_errors::Problem, locksmith_errors::FieldViolation))
 )]
 pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Components::new);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A Locksmith API key (`lsk_…`) or a JWT access token from a configured OIDC issuer",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route of the edge with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(tenants::create))
+        .routes(routes!(tenants::list))
+        .routes(routes!(tenants::get, tenants::patch, tenants::delete))
+        .routes(routes!(tenants::status))
+        .routes(routes!(members::list_orgs, members::create_org))
+        .routes(routes!(
+            members::get_org,
+            members::patch_org,
+            members::delete_org
+        ))
+        .routes(routes!(members::list_bots, members::create_bot))
+        .routes(routes!(
+            members::get_bot,
+            members::patch_bot,
+            members::delete_bot
+        ))
+        .routes(routes!(members::list_users, members::create_user))
+        .routes(routes!(
+            members::get_user,
+            members::patch_user,
+            members::delete_user
+        ))
+        .routes(routes!(
+            api_keys::list_tenant_keys,
+            api_keys::create_tenant_key
+        ))
+        .routes(routes!(api_keys::revoke_tenant_key))
+        .routes(routes!(
+            api_keys::list_operator_keys,
+            api_keys::create_operator_key
+        ))
+        .routes(routes!(api_keys::revoke_operator_key))
+}
+
+/// The published document, built once: the routes' documentation, the
+/// statuses every route shares, and the limits the server enforces
+/// ([`crate::contract`]).
+pub fn document() -> &'static serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = routes().into_openapi();
+        complete(&mut doc);
+        let mut json = serde_json::to_value(&doc).unwrap_or_default();
+        crate::contract::apply(&mut json);
+        json
+    })
+}
+
+fn problem(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                locksmith_errors::PROBLEM_CONTENT_TYPE,
+                ContentBuilder::new()
+                    .schema(Some(openapi::Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn add(op: &mut Operation, status: u16, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| problem(description));
+}
+
+/// Adds the statuses every route of a kind can answer, and its security.
+fn complete(doc: &mut openapi::OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let anonymous = ANONYMOUS.contains(&path.as_str());
+        let has_path_params = path.contains('{');
+        for (method, op) in [
+            ("get", item.get.as_mut()),
+            ("post", item.post.as_mut()),
+            ("put", item.put.as_mut()),
+            ("patch", item.patch.as_mut()),
+            ("delete", item.delete.as_mut()),
+        ]
+        .into_iter()
+        .filter_map(|(m, op)| op.map(|op| (m, op)))
+        {
+            if anonymous {
+                op.security = Some(Vec::new());
+                continue;
+            }
+            op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+            add(op, 400, "Bad input: the problem's `errors` name each field");
+            add(op, 401, "No credentials, or credentials that are not valid");
+            add(
+                op,
+                403,
+                "Valid credentials without the role or operator rights this call needs",
+            );
+            if has_path_params {
+                add(
+                    op,
+                    404,
+                    "No such resource (another tenant's resources answer the same)",
+                );
+            }
+            let conditional = op.parameters.iter().flatten().any(|p| p.name == "version");
+            let creates_or_changes = (method == "post"
+                && op.responses.responses.contains_key("201"))
+                || method == "patch";
+            if creates_or_changes || conditional {
+                add(
+                    op,
+                    409,
+                    "The id is taken, or the resource is not at the version given",
+                );
+            }
+            if op.request_body.is_some() {
+                add(op, 413, "The body is larger than the edge accepts");
+                add(op, 415, "The body is not JSON, or is encoded");
+            }
+            add(
+                op,
+                429,
+                "The tenant's rate limit is used up; see Retry-After and RateLimit",
+            );
+            add(op, 503, "A backend is unavailable; see Retry-After");
+            add(op, 504, "The request took too long");
+        }
+    }
+}

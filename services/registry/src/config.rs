@@ -15,6 +15,18 @@ pub struct RegistryConfig {
     pub tls: TlsFiles,
     /// Where records live.
     pub storage: StorageConfig,
+    /// API key hashing.
+    pub api_keys: ApiKeysConfig,
+}
+
+/// How API keys are hashed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// File holding the 32-byte pepper of the keyed hash (mode 0600; created
+    /// on first start). Every registry replica must share it; losing it
+    /// invalidates every API key.
+    pub pepper_file: PathBuf,
 }
 
 /// Storage backend settings.

@@ -33,6 +33,19 @@ pub enum RegistryError {
         /// The version the caller based its change on.
         given: u64,
     },
+    /// A presented API key is not valid; why is for the log only, so a
+    /// guesser learns nothing.
+    #[error("API key refused: {log_reason}")]
+    Unauthenticated {
+        /// Why, for the log.
+        log_reason: &'static str,
+    },
+    /// A valid API key of a suspended tenant.
+    #[error("the key's tenant is suspended")]
+    TenantSuspended,
+    /// The principal may not make this call.
+    #[error("permission denied: {0}")]
+    Denied(ApiError),
     /// Storage failed; logged where it is turned into a status.
     #[error(transparent)]
     Storage(StoreError),
@@ -66,6 +79,18 @@ impl From<RegistryError> for ApiError {
             e @ RegistryError::VersionConflict { .. } => {
                 ApiError::new(ErrorCode::VersionConflict, e.to_string())
             }
+            e @ RegistryError::Unauthenticated { .. } => {
+                tracing::info!(error = %e, "API key refused");
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "the API key is unknown, revoked or expired",
+                )
+            }
+            RegistryError::TenantSuspended => ApiError::new(
+                ErrorCode::Unauthenticated,
+                "the API key's tenant is suspended",
+            ),
+            RegistryError::Denied(e) => e,
             RegistryError::Storage(e) => {
                 tracing::error!(error = %e, "registry storage failed");
                 ApiError::new(

@@ -8,6 +8,7 @@
 //! today, OpenBao with the credential-store work).
 
 mod api;
+pub mod api_keys;
 pub mod config;
 mod convert;
 mod error;

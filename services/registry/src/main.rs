@@ -4,7 +4,9 @@ use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use locksmith_registry::{Registry, RegistryConfig, SqliteStore, server, system_clock};
+use locksmith_registry::{
+    Registry, RegistryConfig, SqliteStore, api_keys::secret::KeyHasher, server, system_clock,
+};
 
 /// The Locksmith tenant registry (gRPC over mTLS).
 #[derive(Parser)]
@@ -31,6 +33,10 @@ async fn main() -> anyhow::Result<()> {
     let store = SqliteStore::open(&config.storage.path)
         .with_context(|| format!("opening {}", config.storage.path.display()))?;
     let registry = Arc::new(Registry::new(store, system_clock()));
+    let hasher = Arc::new(
+        KeyHasher::load_or_create(&config.api_keys.pepper_file)
+            .context("loading the API key pepper")?,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -39,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         &tls,
         registry,
+        hasher,
         locksmith_telemetry::shutdown_signal(),
     )
     .await?;

@@ -34,8 +34,8 @@ pub struct Page<T> {
 
 /// The tenant registry over a store.
 pub struct Registry<S> {
-    store: S,
-    clock: Clock,
+    pub(crate) store: S,
+    pub(crate) clock: Clock,
 }
 
 /// How a scope is named in messages: "tenant 'prod'", "bot 'b1' of org 'acme' in tenant 'prod'".

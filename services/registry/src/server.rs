@@ -3,15 +3,29 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use locksmith_proto::registry::v1::tenant_registry_service_server::TenantRegistryServiceServer;
+use locksmith_proto::registry::v1::tenant_registry_service_server::{
+    SERVICE_NAME, TenantRegistryServiceServer,
+};
 use locksmith_telemetry::GrpcServerTraceLayer;
 use locksmith_tls::{AllowList, Allowed, MtlsAuthLayer, ServiceName, TlsMaterial};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tonic_health::ServingStatus;
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::{Health, HealthServer},
+    server::HealthReporter,
+};
 
-use crate::{api::RegistryApi, registry::Registry, store::RegistryStore};
+use locksmith_auth::PrincipalLayer;
+use locksmith_proto::registry::v1::api_key_service_server::ApiKeyServiceServer;
+
+use crate::{
+    api::RegistryApi,
+    api_keys::{ApiKeyApi, secret::KeyHasher},
+    registry::Registry,
+    store::RegistryStore,
+};
 
 const SERVICE: &str = "/locksmith.registry.v1.TenantRegistryService/";
 const READS: &[&str] = &[
@@ -40,10 +54,17 @@ const WRITES: &[&str] = &[
 ];
 /// How often storage health is probed for `grpc.health.v1`.
 const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(5);
+/// The `grpc.health.v1` names whose status follows the storage probe: the
+/// server as a whole and the registry service.
+const HEALTH_NAMES: [&str; 2] = ["", SERVICE_NAME];
+
+const API_KEYS: &str = "/locksmith.registry.v1.ApiKeyService/";
 
 /// Who may call what (design brief §2). Only the edge changes the registry;
-/// the services that act for tenants may read it. Tenant workloads are not
-/// admitted: the registry is administrative.
+/// the services that act for tenants may read it, and so may tenant
+/// workloads, which the handlers confine to their own tenant (they may not
+/// list every tenant). API keys are managed through the edge or by an
+/// operator's `locksmith` command; only the edge verifies them.
 pub fn allow_list() -> AllowList {
     let readers = [
         Allowed::Service(ServiceName::Edge),
@@ -59,7 +80,23 @@ pub fn allow_list() -> AllowList {
         );
     for rpc in READS {
         list = list.allow(&format!("{SERVICE}{rpc}"), readers.clone());
+        if *rpc != "ListTenants" {
+            list = list.allow(&format!("{SERVICE}{rpc}"), [Allowed::AnyWorkload]);
+        }
     }
+    for rpc in ["CreateApiKey", "ListApiKeys", "RevokeApiKey"] {
+        list = list.allow(
+            &format!("{API_KEYS}{rpc}"),
+            [
+                Allowed::Service(ServiceName::Edge),
+                Allowed::Service(ServiceName::Cli),
+            ],
+        );
+    }
+    list = list.allow(
+        &format!("{API_KEYS}VerifyApiKey"),
+        [Allowed::Service(ServiceName::Edge)],
+    );
     for rpc in WRITES {
         list = list.allow(
             &format!("{SERVICE}{rpc}"),
@@ -78,6 +115,9 @@ pub enum ServeError {
     /// The reflection service could not be built.
     #[error("reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The trace layer could not read the served methods.
+    #[error("trace setup failed: {0}")]
+    Telemetry(#[from] locksmith_telemetry::TelemetryError),
     /// The transport failed while serving.
     #[error("gRPC server failed: {0}")]
     Transport(tonic::transport::Error),
@@ -89,46 +129,85 @@ pub async fn serve<S: RegistryStore>(
     listener: TcpListener,
     tls: &TlsMaterial,
     registry: Arc<Registry<S>>,
+    hasher: Arc<KeyHasher>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service) = health().await;
     let registry_service =
         TenantRegistryServiceServer::new(RegistryApi::new(Arc::clone(&registry)));
+    let api_key_service = ApiKeyServiceServer::new(ApiKeyApi::new(Arc::clone(&registry), hasher));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(locksmith_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let probe = tokio::spawn(async move {
-        let mut last = None;
-        loop {
-            let status = match registry.ping().await {
-                Ok(()) => ServingStatus::Serving,
-                Err(e) => {
-                    tracing::warn!(error = %e, "registry storage probe failed");
-                    ServingStatus::NotServing
-                }
-            };
-            if last != Some(status) {
-                health
-                    .set_service_status("locksmith.registry.v1.TenantRegistryService", status)
-                    .await;
-                health.set_service_status("", status).await;
-                last = Some(status);
-            }
-            tokio::time::sleep(HEALTH_PROBE_EVERY).await;
-        }
-    });
+    // Spans are named only after the methods served here (the same
+    // descriptors reflection lists); any other `:path` is `grpc unknown`.
+    let trace = GrpcServerTraceLayer::from_file_descriptor_sets(&[
+        locksmith_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    ])?;
+    let probe = tokio::spawn(probe_storage(health, move || {
+        let registry = Arc::clone(&registry);
+        async move { registry.ping().await }
+    }));
     let result = Server::builder()
         .tls_config(tls.server_tls())
         .map_err(ServeError::Tls)?
-        .layer(GrpcServerTraceLayer)
+        .layer(trace)
         .layer(MtlsAuthLayer::new(allow_list()))
+        .layer(PrincipalLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(registry_service)
+        .add_service(api_key_service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(ServeError::Transport);
     probe.abort();
     result
 }
+
+/// The health service and its reporter, NOT_SERVING for `""` and the
+/// registry until [`probe_storage`] has heard from storage:
+/// `health_reporter()` starts `""` at SERVING, which would tell a load
+/// balancer to route calls before storage was ever reached.
+async fn health() -> (HealthReporter, HealthServer<impl Health>) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    for name in HEALTH_NAMES {
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    (reporter, service)
+}
+
+/// Probes storage with `ping` every [`HEALTH_PROBE_EVERY`] and reports the
+/// outcome for `""` and the registry service, on every change.
+async fn probe_storage<F, Fut, E>(health: HealthReporter, mut ping: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut last = None;
+    loop {
+        let status = match ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry storage probe failed");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            for service in HEALTH_NAMES {
+                health.set_service_status(service, status).await;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(HEALTH_PROBE_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

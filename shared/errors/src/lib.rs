@@ -21,6 +21,12 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub use code::ErrorCode;
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem};
 
+/// Most field violations one error carries.
+pub const MAX_VIOLATIONS: usize = 20;
+/// Longest detail carried in a gRPC status, in bytes: statuses travel in
+/// HTTP/2 trailers, whose size peers limit.
+const MAX_STATUS_DETAIL: usize = 2048;
+
 /// The `google.rpc.ErrorInfo.domain` of every Locksmith error.
 pub const ERROR_DOMAIN: &str = "locksmith";
 
@@ -59,12 +65,19 @@ impl ApiError {
     }
 
     /// `InvalidArgument` naming the bad fields.
-    pub fn invalid(violations: Vec<FieldViolation>) -> Self {
-        let detail = violations
+    /// At most [`MAX_VIOLATIONS`] are kept, so that a request with thousands
+    /// of bad items gets a bounded answer (and fits gRPC's header limits).
+    pub fn invalid(mut violations: Vec<FieldViolation>) -> Self {
+        let more = violations.len().saturating_sub(MAX_VIOLATIONS);
+        violations.truncate(MAX_VIOLATIONS);
+        let mut detail = violations
             .iter()
             .map(|v| format!("{}: {}", v.field, v.description))
             .collect::<Vec<_>>()
             .join("; ");
+        if more > 0 {
+            detail.push_str(&format!("; and {more} more"));
+        }
         Self {
             violations,
             ..Self::new(ErrorCode::InvalidArgument, detail)
@@ -168,13 +181,22 @@ impl From<ApiError> for tonic::Status {
             );
         }
         let mut details = ErrorDetails::with_error_info(err.code.reason(), ERROR_DOMAIN, metadata);
-        for v in &err.violations {
+        for v in err.violations.iter().take(MAX_VIOLATIONS) {
             details.add_bad_request_violation(v.field.clone(), v.description.clone());
         }
         if let Some(after) = err.retry_after {
             details.set_retry_info(Some(after));
         }
-        tonic::Status::with_error_details(err.code.grpc(), err.detail, details)
+        let mut detail = err.detail;
+        if detail.len() > MAX_STATUS_DETAIL {
+            let mut end = MAX_STATUS_DETAIL;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+            detail.push('…');
+        }
+        tonic::Status::with_error_details(err.code.grpc(), detail, details)
     }
 }
 
@@ -208,6 +230,25 @@ mod tests {
         assert_eq!(
             (back.code, back.detail.as_str()),
             (ErrorCode::NotFound, "no such tenant")
+        );
+    }
+
+    #[test]
+    fn violations_are_bounded() {
+        let many = (0..500)
+            .map(|i| FieldViolation {
+                field: format!("enabled_integrations[{i}]"),
+                description: "must not be empty".into(),
+            })
+            .collect();
+        let err = ApiError::invalid(many);
+        assert_eq!(err.violations.len(), MAX_VIOLATIONS);
+        assert!(err.detail.ends_with("; and 480 more"), "{}", err.detail);
+        let status = tonic::Status::from(err);
+        assert!(status.message().len() <= MAX_STATUS_DETAIL + '…'.len_utf8());
+        assert_eq!(
+            ApiError::from_status(&status).violations.len(),
+            MAX_VIOLATIONS
         );
     }
 

@@ -21,6 +21,9 @@ pub enum ServiceName {
     Proxy,
     /// HTTP edge.
     Edge,
+    /// The operator's `locksmith` command (holds the PKI directory, so it is
+    /// as trusted as the operator).
+    Cli,
 }
 
 impl ServiceName {
@@ -31,6 +34,7 @@ impl ServiceName {
         ServiceName::Broker,
         ServiceName::Proxy,
         ServiceName::Edge,
+        ServiceName::Cli,
     ];
 
     /// Name in URIs and file names.
@@ -41,6 +45,7 @@ impl ServiceName {
             ServiceName::Broker => "broker",
             ServiceName::Proxy => "proxy",
             ServiceName::Edge => "edge",
+            ServiceName::Cli => "cli",
         }
     }
 }
@@ -55,6 +60,20 @@ impl FromStr for ServiceName {
             .ok_or_else(|| {
                 TlsError::BadIdentity(format!("unknown service '{}'", s.escape_default()))
             })
+    }
+}
+
+impl serde::Serialize for ServiceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ServiceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        name.parse()
+            .map_err(|_| serde::de::Error::custom("unknown service name"))
     }
 }
 

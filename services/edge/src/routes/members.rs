@@ -11,6 +11,7 @@ use axum::{
     http::{StatusCode, header},
     response::IntoResponse,
 };
+use locksmith_auth::Access;
 use locksmith_domain::MemberKind;
 use locksmith_errors::ApiError;
 use locksmith_proto::registry::v1 as pb;
@@ -18,7 +19,11 @@ use locksmith_proto::registry::v1 as pb;
 use super::missing;
 use crate::{
     AppState,
-    dto::{CreateMember, DeleteQuery, MemberList, MemberView, PageQuery, PatchMember},
+    auth::Caller,
+    dto::{
+        CreateMember, CreateUser, DeleteQuery, MemberList, MemberView, PageQuery, PatchMember,
+        PatchUser,
+    },
     extract::{ApiJson, ApiPath, ApiQuery},
     problem::Failure,
 };
@@ -28,6 +33,18 @@ struct At {
     tenant: String,
     org: String,
     id: String,
+}
+
+/// An empty email would reach the registry as "no email"; the caller sent
+/// one, so it is checked like any other (`null` clears it in a PATCH).
+fn not_blank(email: Option<&str>) -> Result<(), Failure> {
+    if email == Some("") {
+        return Err(Failure(crate::problem::invalid_field(
+            "email",
+            "must be an email address (local@domain)",
+        )));
+    }
+    Ok(())
 }
 
 fn no_email(kind: MemberKind, email: bool) -> Result<(), Failure> {
@@ -55,11 +72,14 @@ fn location(view: &MemberView, kind: MemberKind) -> String {
 
 async fn create(
     state: AppState,
+    caller: Caller,
     kind: MemberKind,
     at: At,
     body: CreateMember,
 ) -> Result<impl IntoResponse, Failure> {
+    caller.authorize(&at.tenant, Access::Write)?;
     no_email(kind, body.email.is_some())?;
+    not_blank(body.email.as_deref())?;
     let mut registry = state.backends.registry.clone();
     let view: Option<MemberView> = match kind {
         MemberKind::Org => {
@@ -71,7 +91,7 @@ async fn create(
                 ..Default::default()
             };
             registry
-                .create_org(pb::CreateOrgRequest { org: Some(org) })
+                .create_org(caller.request(pb::CreateOrgRequest { org: Some(org) }))
                 .await?
                 .into_inner()
                 .org
@@ -87,7 +107,7 @@ async fn create(
                 ..Default::default()
             };
             registry
-                .create_bot(pb::CreateBotRequest { bot: Some(bot) })
+                .create_bot(caller.request(pb::CreateBotRequest { bot: Some(bot) }))
                 .await?
                 .into_inner()
                 .bot
@@ -104,7 +124,7 @@ async fn create(
                 ..Default::default()
             };
             registry
-                .create_user(pb::CreateUserRequest { user: Some(user) })
+                .create_user(caller.request(pb::CreateUserRequest { user: Some(user) }))
                 .await?
                 .into_inner()
                 .user
@@ -119,34 +139,40 @@ async fn create(
     ))
 }
 
-async fn get(state: AppState, kind: MemberKind, at: At) -> Result<ApiJson<MemberView>, Failure> {
+async fn get(
+    state: AppState,
+    caller: Caller,
+    kind: MemberKind,
+    at: At,
+) -> Result<ApiJson<MemberView>, Failure> {
+    caller.authorize(&at.tenant, Access::Read)?;
     let mut registry = state.backends.registry.clone();
     let view: Option<MemberView> = match kind {
         MemberKind::Org => registry
-            .get_org(pb::GetOrgRequest {
+            .get_org(caller.request(pb::GetOrgRequest {
                 tenant_id: at.tenant,
                 org_id: at.id,
-            })
+            }))
             .await?
             .into_inner()
             .org
             .map(Into::into),
         MemberKind::Bot => registry
-            .get_bot(pb::GetBotRequest {
+            .get_bot(caller.request(pb::GetBotRequest {
                 tenant_id: at.tenant,
                 org_id: at.org,
                 bot_id: at.id,
-            })
+            }))
             .await?
             .into_inner()
             .bot
             .map(Into::into),
         MemberKind::User => registry
-            .get_user(pb::GetUserRequest {
+            .get_user(caller.request(pb::GetUserRequest {
                 tenant_id: at.tenant,
                 org_id: at.org,
                 user_id: at.id,
-            })
+            }))
             .await?
             .into_inner()
             .user
@@ -157,11 +183,14 @@ async fn get(state: AppState, kind: MemberKind, at: At) -> Result<ApiJson<Member
 
 async fn patch(
     state: AppState,
+    caller: Caller,
     kind: MemberKind,
     at: At,
     body: PatchMember,
 ) -> Result<ApiJson<MemberView>, Failure> {
+    caller.authorize(&at.tenant, Access::Write)?;
     no_email(kind, body.email.is_some())?;
+    not_blank(body.email.as_ref().and_then(|e| e.as_deref()))?;
     let (display_name, email, labels, version, mask) = body.into_parts();
     let update_mask = Some(mask);
     let mut registry = state.backends.registry.clone();
@@ -176,10 +205,10 @@ async fn patch(
                 ..Default::default()
             };
             registry
-                .update_org(pb::UpdateOrgRequest {
+                .update_org(caller.request(pb::UpdateOrgRequest {
                     org: Some(org),
                     update_mask,
-                })
+                }))
                 .await?
                 .into_inner()
                 .org
@@ -196,10 +225,10 @@ async fn patch(
                 ..Default::default()
             };
             registry
-                .update_bot(pb::UpdateBotRequest {
+                .update_bot(caller.request(pb::UpdateBotRequest {
                     bot: Some(bot),
                     update_mask,
-                })
+                }))
                 .await?
                 .into_inner()
                 .bot
@@ -217,10 +246,10 @@ async fn patch(
                 ..Default::default()
             };
             registry
-                .update_user(pb::UpdateUserRequest {
+                .update_user(caller.request(pb::UpdateUserRequest {
                     user: Some(user),
                     update_mask,
-                })
+                }))
                 .await?
                 .into_inner()
                 .user
@@ -232,40 +261,42 @@ async fn patch(
 
 async fn delete(
     state: AppState,
+    caller: Caller,
     kind: MemberKind,
     at: At,
     q: DeleteQuery,
 ) -> Result<StatusCode, Failure> {
+    caller.authorize(&at.tenant, Access::Write)?;
     let version = q.version.unwrap_or_default();
     let mut registry = state.backends.registry.clone();
     match kind {
         MemberKind::Org => {
             registry
-                .delete_org(pb::DeleteOrgRequest {
+                .delete_org(caller.request(pb::DeleteOrgRequest {
                     tenant_id: at.tenant,
                     org_id: at.id,
                     version,
-                })
+                }))
                 .await?;
         }
         MemberKind::Bot => {
             registry
-                .delete_bot(pb::DeleteBotRequest {
+                .delete_bot(caller.request(pb::DeleteBotRequest {
                     tenant_id: at.tenant,
                     org_id: at.org,
                     bot_id: at.id,
                     version,
-                })
+                }))
                 .await?;
         }
         MemberKind::User => {
             registry
-                .delete_user(pb::DeleteUserRequest {
+                .delete_user(caller.request(pb::DeleteUserRequest {
                     tenant_id: at.tenant,
                     org_id: at.org,
                     user_id: at.id,
                     version,
-                })
+                }))
                 .await?;
         }
     }
@@ -274,22 +305,24 @@ async fn delete(
 
 async fn list(
     state: AppState,
+    caller: Caller,
     kind: MemberKind,
     tenant: String,
     org: String,
     q: PageQuery,
 ) -> Result<ApiJson<MemberList>, Failure> {
+    caller.authorize(&tenant, Access::Read)?;
     let page_size = q.page_size.unwrap_or_default();
     let page_token = q.page_token.unwrap_or_default();
     let mut registry = state.backends.registry.clone();
     let (items, next): (Vec<MemberView>, String) = match kind {
         MemberKind::Org => {
             let r = registry
-                .list_orgs(pb::ListOrgsRequest {
+                .list_orgs(caller.request(pb::ListOrgsRequest {
                     tenant_id: tenant,
                     page_size,
                     page_token,
-                })
+                }))
                 .await?
                 .into_inner();
             (
@@ -299,12 +332,12 @@ async fn list(
         }
         MemberKind::Bot => {
             let r = registry
-                .list_bots(pb::ListBotsRequest {
+                .list_bots(caller.request(pb::ListBotsRequest {
                     tenant_id: tenant,
                     org_id: org,
                     page_size,
                     page_token,
-                })
+                }))
                 .await?
                 .into_inner();
             (
@@ -314,12 +347,12 @@ async fn list(
         }
         MemberKind::User => {
             let r = registry
-                .list_users(pb::ListUsersRequest {
+                .list_users(caller.request(pb::ListUsersRequest {
                     tenant_id: tenant,
                     org_id: org,
                     page_size,
                     page_token,
-                })
+                }))
                 .await?
                 .into_inner();
             (
@@ -346,11 +379,13 @@ const USER: MemberKind = MemberKind::User;
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn create_org(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath(tenant): ApiPath<String>,
     ApiJson(b): ApiJson<CreateMember>,
 ) -> Result<impl IntoResponse, Failure> {
     create(
         s,
+        caller,
         ORG,
         At {
             tenant,
@@ -367,10 +402,11 @@ pub async fn create_org(
     responses((status = 200, body = MemberList), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn list_orgs(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath(tenant): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<ApiJson<MemberList>, Failure> {
-    list(s, ORG, tenant, String::new(), q).await
+    list(s, caller, ORG, tenant, String::new(), q).await
 }
 
 /// Get an org.
@@ -378,10 +414,12 @@ pub async fn list_orgs(
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn get_org(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<MemberView>, Failure> {
     get(
         s,
+        caller,
         ORG,
         At {
             tenant,
@@ -397,11 +435,13 @@ pub async fn get_org(
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn patch_org(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<PatchMember>,
 ) -> Result<ApiJson<MemberView>, Failure> {
     patch(
         s,
+        caller,
         ORG,
         At {
             tenant,
@@ -418,11 +458,13 @@ pub async fn patch_org(
     responses((status = 204), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn delete_org(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, Failure> {
     delete(
         s,
+        caller,
         ORG,
         At {
             tenant,
@@ -440,11 +482,13 @@ pub async fn delete_org(
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn create_bot(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<CreateMember>,
 ) -> Result<impl IntoResponse, Failure> {
     create(
         s,
+        caller,
         BOT,
         At {
             tenant,
@@ -461,10 +505,11 @@ pub async fn create_bot(
     responses((status = 200, body = MemberList), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn list_bots(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<ApiJson<MemberList>, Failure> {
-    list(s, BOT, tenant, org, q).await
+    list(s, caller, BOT, tenant, org, q).await
 }
 
 /// Get a bot.
@@ -473,9 +518,10 @@ pub async fn list_bots(
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn get_bot(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
 ) -> Result<ApiJson<MemberView>, Failure> {
-    get(s, BOT, At { tenant, org, id }).await
+    get(s, caller, BOT, At { tenant, org, id }).await
 }
 
 /// Change a bot, if `version` is current.
@@ -484,10 +530,11 @@ pub async fn get_bot(
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn patch_bot(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
     ApiJson(b): ApiJson<PatchMember>,
 ) -> Result<ApiJson<MemberView>, Failure> {
-    patch(s, BOT, At { tenant, org, id }, b).await
+    patch(s, caller, BOT, At { tenant, org, id }, b).await
 }
 
 /// Delete a bot.
@@ -496,30 +543,33 @@ pub async fn patch_bot(
     responses((status = 204), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn delete_bot(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, Failure> {
-    delete(s, BOT, At { tenant, org, id }, q).await
+    delete(s, caller, BOT, At { tenant, org, id }, q).await
 }
 
 /// Create a user in an org.
-#[utoipa::path(post, path = "/tenants/{tenant_id}/orgs/{org_id}/users", tag = "users", params(("tenant_id" = String, Path), ("org_id" = String, Path)), request_body = CreateMember,
+#[utoipa::path(post, path = "/tenants/{tenant_id}/orgs/{org_id}/users", tag = "users", params(("tenant_id" = String, Path), ("org_id" = String, Path)), request_body = CreateUser,
     responses((status = 201, body = MemberView), (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json"),
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn create_user(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org)): ApiPath<(String, String)>,
-    ApiJson(b): ApiJson<CreateMember>,
+    ApiJson(b): ApiJson<CreateUser>,
 ) -> Result<impl IntoResponse, Failure> {
     create(
         s,
+        caller,
         USER,
         At {
             tenant,
             org,
             id: String::new(),
         },
-        b,
+        b.into(),
     )
     .await
 }
@@ -529,10 +579,11 @@ pub async fn create_user(
     responses((status = 200, body = MemberList), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn list_users(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<ApiJson<MemberList>, Failure> {
-    list(s, USER, tenant, org, q).await
+    list(s, caller, USER, tenant, org, q).await
 }
 
 /// Get a user.
@@ -541,21 +592,23 @@ pub async fn list_users(
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn get_user(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
 ) -> Result<ApiJson<MemberView>, Failure> {
-    get(s, USER, At { tenant, org, id }).await
+    get(s, caller, USER, At { tenant, org, id }).await
 }
 
 /// Change a user, if `version` is current.
 #[utoipa::path(patch, path = "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}", tag = "users",
-    params(("tenant_id" = String, Path), ("org_id" = String, Path), ("user_id" = String, Path)), request_body = PatchMember,
+    params(("tenant_id" = String, Path), ("org_id" = String, Path), ("user_id" = String, Path)), request_body = PatchUser,
     responses((status = 200, body = MemberView), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json"), (status = 409, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn patch_user(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
-    ApiJson(b): ApiJson<PatchMember>,
+    ApiJson(b): ApiJson<PatchUser>,
 ) -> Result<ApiJson<MemberView>, Failure> {
-    patch(s, USER, At { tenant, org, id }, b).await
+    patch(s, caller, USER, At { tenant, org, id }, b.into()).await
 }
 
 /// Delete a user.
@@ -564,8 +617,9 @@ pub async fn patch_user(
     responses((status = 204), (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json")))]
 pub async fn delete_user(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((tenant, org, id)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, Failure> {
-    delete(s, USER, At { tenant, org, id }, q).await
+    delete(s, caller, USER, At { tenant, org, id }, q).await
 }

@@ -1,5 +1,6 @@
 //! The edge's routes, one module per resource family.
 
+pub mod api_keys;
 pub mod members;
 pub mod ops;
 pub mod tenants;

@@ -4,9 +4,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use axum::{extract::State, response::IntoResponse};
 use locksmith_errors::{ApiError, ErrorCode};
-use utoipa::OpenApi;
 
-use crate::{AppState, dto::HealthView, extract::ApiJson, openapi::ApiDoc, problem::Failure};
+use crate::{AppState, dto::HealthView, extract::ApiJson, problem::Failure};
 
 /// Liveness: the edge process answers.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = HealthView)))]
@@ -48,5 +47,5 @@ pub async fn ready(State(state): State<AppState>) -> Result<ApiJson<HealthView>,
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn openapi() -> impl IntoResponse {
-    axum::Json(ApiDoc::openapi())
+    axum::Json(crate::openapi::document())
 }

@@ -52,6 +52,20 @@ impl RecordKind {
     }
 }
 
+/// Where the API key `key_id` of `owner` (a tenant, or `None` for an
+/// operator key) is stored: inside its tenant, so it dies with it.
+pub fn api_key_path(owner: Option<&locksmith_domain::TenantId>, key_id: &str) -> String {
+    format!("{}/api-keys/{key_id}", api_key_parent(owner))
+}
+
+/// The record under which an owner's API keys are stored.
+pub fn api_key_parent(owner: Option<&locksmith_domain::TenantId>) -> String {
+    match owner {
+        Some(tenant) => Scope::Tenant(tenant.clone()).storage_path(),
+        None => Scope::System.storage_path(),
+    }
+}
+
 /// Why a store operation did not happen. Nothing is written in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -112,6 +126,40 @@ pub trait RegistryStore: Send + Sync + 'static {
         &self,
         parent: Scope,
         kind: RecordKind,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredRecord>, StoreError>> + Send;
+
+    /// Stores a new API key record at `path` (`tenants/{t}/api-keys/{id}` or
+    /// `system/api-keys/{id}`, see [`api_key_path`]), so a tenant's keys go
+    /// with it when it is deleted. Fails if the tenant is missing
+    /// ([`StoreError::ParentMissing`]) or the id is taken.
+    fn create_api_key(
+        &self,
+        path: String,
+        key_id: String,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The API key record with `key_id`, wherever it lives.
+    fn get_api_key(
+        &self,
+        key_id: String,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send;
+
+    /// Replaces the API key record at `path` if it is at `expected_version`.
+    fn update_api_key(
+        &self,
+        path: String,
+        expected_version: u64,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` API key records directly under `owner_path` (`tenants/{t}`
+    /// or `system`), ordered by key id, starting after `after`.
+    fn list_api_keys(
+        &self,
+        owner_path: String,
         after: Option<String>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredRecord>, StoreError>> + Send;

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS records (
     body    BLOB NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS records_by_parent ON records (parent, kind, id);
+CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
 ";
 
 /// The registry on a local SQLite file (WAL, synchronous=FULL: an
@@ -74,6 +75,46 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+    }
+}
+
+/// The `kind` column of API key records.
+const API_KEY_KIND: &str = "api_key";
+
+impl SqliteStore {
+    /// Up to `limit` rows of `kind` directly under `parent_path`, by id.
+    async fn list_rows(
+        &self,
+        parent_path: String,
+        kind: &'static str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT version, body FROM records \
+                     WHERE parent = ?1 AND kind = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![parent_path, kind, after.unwrap_or_default(), limit],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+                )
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (v, body) = row.map_err(backend)?;
+                Ok(StoredRecord {
+                    version: u64::try_from(v)
+                        .map_err(|_| StoreError::Backend("negative version".into()))?,
+                    body,
+                })
+            })
+            .collect()
+        })
+        .await
     }
 }
 
@@ -210,32 +251,103 @@ impl RegistryStore for SqliteStore {
         after: Option<String>,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let parent_path = parent.storage_path();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.list_rows(parent.storage_path(), kind.as_str(), after, limit)
+            .await
+    }
+
+    async fn create_api_key(
+        &self,
+        path: String,
+        key_id: String,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let parent = path
+            .rsplit_once("/api-keys/")
+            .map(|(parent, _)| parent.to_owned())
+            .ok_or_else(|| StoreError::Backend("not an API key path".into()))?;
         self.with_conn(move |conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT version, body FROM records \
-                     WHERE parent = ?1 AND kind = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
-                )
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let rows = stmt
-                .query_map(
-                    params![parent_path, kind.as_str(), after.unwrap_or_default(), limit],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            if parent != "system" && version_of(&tx, &parent)?.is_none() {
+                return Err(StoreError::ParentMissing);
+            }
+            let taken: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM records WHERE kind = ?1 AND id = ?2",
+                    params![API_KEY_KIND, key_id],
+                    |r| r.get(0),
                 )
+                .optional()
                 .map_err(backend)?;
-            rows.map(|row| {
-                let (v, body) = row.map_err(backend)?;
+            if taken.is_some() {
+                return Err(StoreError::AlreadyExists);
+            }
+            tx.execute(
+                "INSERT INTO records (path, parent, kind, id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![path, parent, API_KEY_KIND, key_id, body],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, key_id: String) -> Result<Option<StoredRecord>, StoreError> {
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT version, body FROM records WHERE kind = ?1 AND id = ?2",
+                params![API_KEY_KIND, key_id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(backend)?
+            .map(|(v, body)| {
                 Ok(StoredRecord {
                     version: u64::try_from(v)
                         .map_err(|_| StoreError::Backend("negative version".into()))?,
                     body,
                 })
             })
-            .collect()
+            .transpose()
         })
         .await
+    }
+
+    async fn update_api_key(
+        &self,
+        path: String,
+        expected_version: u64,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            match version_of(&tx, &path)? {
+                None => return Err(StoreError::NotFound),
+                Some(current) if current != expected_version => {
+                    return Err(StoreError::VersionConflict { current });
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "UPDATE records SET version = ?2, body = ?3 WHERE path = ?1",
+                params![path, to_i64(expected_version + 1)?, body],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        owner_path: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        self.list_rows(owner_path, API_KEY_KIND, after, limit).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

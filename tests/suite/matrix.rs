@@ -1,0 +1,334 @@
+//! The cross-tenant matrix over HTTP, generated from the route table the
+//! edge publishes (`/openapi.json`, built from the same table as its router):
+//! every route has a row saying what it needs, and the test fails when a
+//! route is added without one.
+//!
+//! For each route: no credentials → 401; tenant alpha's admin key on tenant
+//! beta's resources → 404 exactly as if absent (403 for operator-only
+//! routes); alpha's read key on alpha's own resources → 403 where the route
+//! writes or administers; and beta's data is unchanged at the end.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Suite, assert_problem, create_tenant};
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Needs {
+    /// Served to anyone.
+    Anonymous,
+    /// An operator admin.
+    Operator,
+    /// A tenant principal with the read role.
+    Read,
+    /// The write role.
+    Write,
+    /// The tenant's admin role.
+    Admin,
+}
+
+/// One row: method, path template, what it needs, and a body that would
+/// succeed if the route let the caller through.
+struct Row {
+    method: Method,
+    path: &'static str,
+    needs: Needs,
+    body: fn() -> Option<Value>,
+}
+
+fn none() -> Option<Value> {
+    None
+}
+
+fn rows() -> Vec<Row> {
+    use Needs::*;
+    let row = |method: Method, path, needs, body| Row {
+        method,
+        path,
+        needs,
+        body,
+    };
+    vec![
+        row(Method::GET, "/health", Anonymous, none),
+        row(Method::GET, "/ready", Anonymous, none),
+        row(Method::GET, "/openapi.json", Anonymous, none),
+        row(Method::POST, "/tenants", Operator, || {
+            Some(json!({"id": "gamma", "display_name": "Gamma"}))
+        }),
+        row(Method::GET, "/admin/tenants", Operator, none),
+        row(Method::GET, "/tenants/{tenant_id}", Read, none),
+        row(Method::PATCH, "/tenants/{tenant_id}", Admin, || {
+            Some(json!({"version": 1, "display_name": "Taken over"}))
+        }),
+        row(Method::DELETE, "/tenants/{tenant_id}", Operator, none),
+        row(Method::GET, "/tenants/{tenant_id}/status", Read, none),
+        row(Method::GET, "/tenants/{tenant_id}/orgs", Read, none),
+        row(Method::POST, "/tenants/{tenant_id}/orgs", Write, || {
+            Some(json!({"id": "intruder", "display_name": "Intruder"}))
+        }),
+        row(
+            Method::GET,
+            "/tenants/{tenant_id}/orgs/{org_id}",
+            Read,
+            none,
+        ),
+        row(
+            Method::PATCH,
+            "/tenants/{tenant_id}/orgs/{org_id}",
+            Write,
+            || Some(json!({"version": 1, "display_name": "Taken over"})),
+        ),
+        row(
+            Method::DELETE,
+            "/tenants/{tenant_id}/orgs/{org_id}",
+            Write,
+            none,
+        ),
+        row(
+            Method::GET,
+            "/tenants/{tenant_id}/orgs/{org_id}/bots",
+            Read,
+            none,
+        ),
+        row(
+            Method::POST,
+            "/tenants/{tenant_id}/orgs/{org_id}/bots",
+            Write,
+            || Some(json!({"id": "intruder", "display_name": "Intruder"})),
+        ),
+        row(
+            Method::GET,
+            "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
+            Read,
+            none,
+        ),
+        row(
+            Method::PATCH,
+            "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
+            Write,
+            || Some(json!({"version": 1, "display_name": "Taken over"})),
+        ),
+        row(
+            Method::DELETE,
+            "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
+            Write,
+            none,
+        ),
+        row(
+            Method::GET,
+            "/tenants/{tenant_id}/orgs/{org_id}/users",
+            Read,
+            none,
+        ),
+        row(
+            Method::POST,
+            "/tenants/{tenant_id}/orgs/{org_id}/users",
+            Write,
+            || Some(json!({"id": "intruder", "display_name": "Intruder"})),
+        ),
+        row(
+            Method::GET,
+            "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
+            Read,
+            none,
+        ),
+        row(
+            Method::PATCH,
+            "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
+            Write,
+            || Some(json!({"version": 1, "display_name": "Taken over"})),
+        ),
+        row(
+            Method::DELETE,
+            "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
+            Write,
+            none,
+        ),
+        row(Method::GET, "/tenants/{tenant_id}/api-keys", Admin, none),
+        row(Method::POST, "/tenants/{tenant_id}/api-keys", Admin, || {
+            Some(json!({"display_name": "intruder", "roles": ["admin"]}))
+        }),
+        row(
+            Method::DELETE,
+            "/tenants/{tenant_id}/api-keys/{key_id}",
+            Admin,
+            none,
+        ),
+        row(Method::GET, "/admin/api-keys", Operator, none),
+        row(Method::POST, "/admin/api-keys", Operator, || {
+            Some(json!({"display_name": "intruder"}))
+        }),
+        row(Method::DELETE, "/admin/api-keys/{key_id}", Operator, none),
+    ]
+}
+
+/// `(METHOD, path)` of every operation in the published document.
+async fn published_routes(suite: &Suite) -> BTreeSet<(String, String)> {
+    let (status, doc) = suite.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// Beta's tenant, org, bot, user and a key, and alpha's own copies (for the
+/// read-key checks). Answers beta's key id and alpha's.
+async fn populate(suite: &Suite) -> (String, String) {
+    let mut key_ids = Vec::new();
+    for t in ["alpha", "beta"] {
+        create_tenant(suite, t).await;
+        let org = json!({"id": "sales", "display_name": "Sales"});
+        assert_eq!(suite.post(&format!("/tenants/{t}/orgs"), org).await.0, 201);
+        for kind in ["bots", "users"] {
+            let member = json!({"id": "m1", "display_name": "Member"});
+            let path = format!("/tenants/{t}/orgs/sales/{kind}");
+            assert_eq!(suite.post(&path, member).await.0, 201);
+        }
+        let (status, key) = suite
+            .post(
+                &format!("/tenants/{t}/api-keys"),
+                json!({"display_name": "existing", "roles": ["read"]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{key}");
+        key_ids.push(key["api_key"]["key_id"].as_str().unwrap().to_owned());
+    }
+    (key_ids[1].clone(), key_ids[0].clone())
+}
+
+fn concrete(template: &str, tenant: &str, key_id: &str) -> String {
+    template
+        .replace("{tenant_id}", tenant)
+        .replace("{org_id}", "sales")
+        .replace("{bot_id}", "m1")
+        .replace("{user_id}", "m1")
+        .replace("{key_id}", key_id)
+}
+
+/// Everything of beta an operator can read, to compare before and after.
+async fn snapshot(suite: &Suite) -> Vec<Value> {
+    let mut out = Vec::new();
+    for path in [
+        "/tenants/beta",
+        "/tenants/beta/orgs",
+        "/tenants/beta/orgs/sales",
+        "/tenants/beta/orgs/sales/bots",
+        "/tenants/beta/orgs/sales/bots/m1",
+        "/tenants/beta/orgs/sales/users",
+        "/tenants/beta/orgs/sales/users/m1",
+        "/tenants/beta/api-keys",
+        "/admin/api-keys",
+    ] {
+        let (status, mut body) = suite.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        // Keys' last use moves as the suite itself uses them.
+        if let Some(keys) = body["api_keys"].as_array_mut() {
+            for k in keys {
+                k.as_object_mut().unwrap().remove("last_used_at");
+            }
+        }
+        out.push(body);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_route_confines_tenants_and_roles() {
+    let suite = Suite::start().await;
+    let (beta_key_id, alpha_key_id) = populate(&suite).await;
+
+    // The table covers exactly the published routes.
+    let table: BTreeSet<(String, String)> = rows()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_owned()))
+        .collect();
+    let published = published_routes(&suite).await;
+    assert_eq!(
+        published.difference(&table).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routes without a row in the matrix"
+    );
+    assert_eq!(
+        table.difference(&published).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "rows for routes that are not published"
+    );
+
+    let alpha_admin = suite.client_as(&suite.tenant_key("alpha", &["admin"]).await);
+    let alpha_reader = suite.client_as(&suite.tenant_key("alpha", &["read"]).await);
+    let before = snapshot(&suite).await;
+
+    for row in rows() {
+        let label = format!("{} {}", row.method, row.path);
+        let on_beta = concrete(row.path, "beta", &beta_key_id);
+        let on_alpha = concrete(row.path, "alpha", &alpha_key_id);
+        if row.needs == Needs::Anonymous {
+            let (status, _) = suite
+                .call_with(&suite.anonymous, row.method.clone(), &on_beta, None)
+                .await;
+            assert_eq!(status, 200, "{label} anonymously");
+            continue;
+        }
+
+        // No credentials.
+        let (status, body) = suite
+            .call_with(&suite.anonymous, row.method.clone(), &on_beta, (row.body)())
+            .await;
+        assert_problem(status, &body, 401, "UNAUTHENTICATED");
+
+        // Alpha's admin on beta's resources.
+        let (status, body) = suite
+            .call_with(&alpha_admin, row.method.clone(), &on_beta, (row.body)())
+            .await;
+        if row.needs == Needs::Operator {
+            let detail = assert_problem(status, &body, 403, "PERMISSION_DENIED");
+            assert_eq!(detail, "this call needs an operator admin key", "{label}");
+        } else {
+            let detail = assert_problem(status, &body, 404, "NOT_FOUND");
+            assert_eq!(detail, "tenant 'beta' does not exist", "{label}");
+        }
+
+        // Alpha's reader on alpha's own resources.
+        let (status, body) = suite
+            .call_with(&alpha_reader, row.method.clone(), &on_alpha, (row.body)())
+            .await;
+        match row.needs {
+            Needs::Read => assert_eq!(status, 200, "{label} with a read key: {body}"),
+            Needs::Operator => {
+                assert_problem(status, &body, 403, "PERMISSION_DENIED");
+            }
+            Needs::Write | Needs::Admin => {
+                let detail = assert_problem(status, &body, 403, "PERMISSION_DENIED");
+                let role = if row.needs == Needs::Write {
+                    "write"
+                } else {
+                    "admin"
+                };
+                assert_eq!(
+                    detail,
+                    format!("this call needs the {role} role"),
+                    "{label}"
+                );
+            }
+            Needs::Anonymous => unreachable!(),
+        }
+    }
+
+    assert_eq!(snapshot(&suite).await, before, "beta's data changed");
+    // The same tenant id unknown to everyone answers the same 404 text:
+    // beta's existence did not leak.
+    let (status, body) = suite
+        .call_with(&alpha_admin, Method::GET, "/tenants/nobody", None)
+        .await;
+    let detail = assert_problem(status, &body, 404, "NOT_FOUND");
+    assert_eq!(detail, "tenant 'nobody' does not exist");
+}
