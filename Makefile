@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TOOLS := tests/tools
 
-.PHONY: help run test fmt fmt-check clippy unit smoke proto-lint tools pki clean
+.PHONY: help run test bench fmt fmt-check clippy unit smoke proto-lint tools pki clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -15,7 +15,10 @@ run: ## Build and start the whole suite on loopback (dev CA created if missing);
 
 test: tools fmt-check clippy proto-lint unit smoke ## Everything CI runs: format, lints, proto lint, all tests, the make-run smoke test
 
-tools: ## Install what the tests need into tests/tools: buf (npm), grpcio-tools (PyPI, a venv)
+bench: tools ## Benchmarks on release builds, side by side in one run; figures in tests/bench/results/
+	@tests/bench/edge.sh
+
+tools: ## Install what the tests need into tests/tools: buf and oidc-provider (npm), grpcio-tools and schemathesis (PyPI, a venv)
 	@cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error
 	@test -x $(TOOLS)/.venv/bin/python || python3 -m venv $(TOOLS)/.venv
 	@$(TOOLS)/.venv/bin/pip install -q --disable-pip-version-check -r $(TOOLS)/requirements.txt

@@ -15,11 +15,10 @@ use locksmith_proto::registry::v1::{
 };
 use locksmith_tls::TlsFiles;
 use prost::Message;
-use serde_json::json;
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
-use crate::harness::{Suite, create_tenant};
+use crate::harness::{Suite, populate_tenants};
 
 /// What a workload of alpha gets on beta's records, and on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +80,11 @@ async fn call(
     let org = || "sales".to_owned();
     let m = || "m1".to_owned();
     let v = 1;
+    let mask = || {
+        Some(prost_types::FieldMask {
+            paths: vec!["display_name".into()],
+        })
+    };
     match method {
         "GetTenant" => c
             .registry
@@ -117,9 +121,7 @@ async fn call(
                         version: v,
                         ..Default::default()
                     }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["display_name".into()],
-                    }),
+                    update_mask: mask(),
                 },
             ))
             .await
@@ -184,9 +186,7 @@ async fn call(
                         version: v,
                         ..Default::default()
                     }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["display_name".into()],
-                    }),
+                    update_mask: mask(),
                 },
             ))
             .await
@@ -256,9 +256,7 @@ async fn call(
                         version: v,
                         ..Default::default()
                     }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["display_name".into()],
-                    }),
+                    update_mask: mask(),
                 },
             ))
             .await
@@ -329,9 +327,7 @@ async fn call(
                         version: v,
                         ..Default::default()
                     }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["display_name".into()],
-                    }),
+                    update_mask: mask(),
                 },
             ))
             .await
@@ -433,28 +429,10 @@ async fn workload_clients(suite: &Suite, tenant: &str) -> Clients {
     }
 }
 
-async fn populate(suite: &Suite) {
-    for t in ["alpha", "beta"] {
-        create_tenant(suite, t).await;
-        let org = json!({"id": "sales", "display_name": "Sales"});
-        assert_eq!(suite.post(&format!("/tenants/{t}/orgs"), org).await.0, 201);
-        for kind in ["bots", "users"] {
-            let member = json!({"id": "m1", "display_name": "Member"});
-            assert_eq!(
-                suite
-                    .post(&format!("/tenants/{t}/orgs/sales/{kind}"), member)
-                    .await
-                    .0,
-                201
-            );
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_workload_reaches_only_its_own_tenant_over_grpc() {
     let suite = Suite::start().await;
-    populate(&suite).await;
+    populate_tenants(&suite, &["alpha", "beta"]).await;
     let mut alpha = workload_clients(&suite, "alpha").await;
 
     let methods = served_methods();
@@ -506,7 +484,7 @@ async fn a_workload_reaches_only_its_own_tenant_over_grpc() {
 #[tokio::test]
 async fn a_workload_cannot_forward_someone_elses_principal() {
     let suite = Suite::start().await;
-    populate(&suite).await;
+    populate_tenants(&suite, &["alpha", "beta"]).await;
     let mut alpha = workload_clients(&suite, "alpha").await;
     let spoofs = [
         Principal::Operator {

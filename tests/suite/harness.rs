@@ -242,6 +242,20 @@ pub fn assert_problem(status: u16, body: &Value, want_status: u16, reason: &str)
     body["detail"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Each of `tenants` with an org `sales` holding a bot and a user `m1`.
+pub async fn populate_tenants(suite: &Suite, tenants: &[&str]) {
+    for t in tenants {
+        create_tenant(suite, t).await;
+        let org = serde_json::json!({"id": "sales", "display_name": "Sales"});
+        assert_eq!(suite.post(&format!("/tenants/{t}/orgs"), org).await.0, 201);
+        for kind in ["bots", "users"] {
+            let member = serde_json::json!({"id": "m1", "display_name": "Member"});
+            let path = format!("/tenants/{t}/orgs/sales/{kind}");
+            assert_eq!(suite.post(&path, member).await.0, 201);
+        }
+    }
+}
+
 /// Creates tenant `id` through the edge.
 pub async fn create_tenant(suite: &Suite, id: &str) -> Value {
     let (status, body) = suite

@@ -6,6 +6,7 @@
 mod harness;
 
 mod auth;
+mod auth_jwt;
 mod bad_input;
 mod grpc;
 mod grpc_matrix;

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Suite, assert_problem, create_tenant};
+use crate::harness::{Suite, assert_problem, populate_tenants};
 
 /// What a route needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,16 +183,9 @@ async fn published_routes(suite: &Suite) -> BTreeSet<(String, String)> {
 /// Beta's tenant, org, bot, user and a key, and alpha's own copies (for the
 /// read-key checks). Answers beta's key id and alpha's.
 async fn populate(suite: &Suite) -> (String, String) {
+    populate_tenants(suite, &["alpha", "beta"]).await;
     let mut key_ids = Vec::new();
     for t in ["alpha", "beta"] {
-        create_tenant(suite, t).await;
-        let org = json!({"id": "sales", "display_name": "Sales"});
-        assert_eq!(suite.post(&format!("/tenants/{t}/orgs"), org).await.0, 201);
-        for kind in ["bots", "users"] {
-            let member = json!({"id": "m1", "display_name": "Member"});
-            let path = format!("/tenants/{t}/orgs/sales/{kind}");
-            assert_eq!(suite.post(&path, member).await.0, 201);
-        }
         let (status, key) = suite
             .post(
                 &format!("/tenants/{t}/api-keys"),

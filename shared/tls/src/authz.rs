@@ -146,6 +146,21 @@ fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, ApiError> 
         .map_err(|e| unauthenticated(format!("client certificate has no Locksmith identity: {e}")))
 }
 
+/// A caller-chosen `:path` as it may appear in a log line (and so in a span
+/// event): escaped and cut to a bounded length.
+fn loggable(path: &str) -> String {
+    const MAX_CHARS: usize = 128;
+    let mut out: String = path
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if path.chars().nth(MAX_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for MtlsAuthService<S>
@@ -176,14 +191,14 @@ where
                 return Box::pin(self.inner.call(request));
             }
             Ok(id) => {
-                tracing::warn!(identity = %id, %path, "call refused: not on the allow-list");
+                tracing::warn!(identity = %id, path = %loggable(&path), "call refused: not on the allow-list");
                 ApiError::new(
                     ErrorCode::PermissionDenied,
                     format!("{id} may not call {path}"),
                 )
             }
             Err(refusal) => {
-                tracing::warn!(%path, reason = %refusal.detail, "call refused: unauthenticated");
+                tracing::warn!(path = %loggable(&path), reason = %refusal.detail, "call refused: unauthenticated");
                 refusal
             }
         };

@@ -214,7 +214,14 @@ impl Verifier {
         let claims = verifier
             .verify(token, time::OffsetDateTime::now_utc())
             .await
-            .map_err(|e| ApiError::new(ErrorCode::Unauthenticated, e.to_string()))?;
+            .map_err(|e| match e {
+                // The token may be fine: the issuer's keys could not be read.
+                jwt::JwtError::JwksUnavailable => {
+                    ApiError::new(ErrorCode::Unavailable, e.to_string())
+                        .with_retry_after(Duration::from_secs(5))
+                }
+                other => ApiError::new(ErrorCode::Unauthenticated, other.to_string()),
+            })?;
         let tenant = TenantId::parse(&claims.tenant).map_err(|_| {
             ApiError::new(
                 ErrorCode::Unauthenticated,

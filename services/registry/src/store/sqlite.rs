@@ -82,6 +82,34 @@ impl SqliteStore {
 const API_KEY_KIND: &str = "api_key";
 
 impl SqliteStore {
+    /// Replaces the row at `path` if it is at `expected_version` (check-and-set).
+    async fn replace_row(
+        &self,
+        path: String,
+        expected_version: u64,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            match version_of(&tx, &path)? {
+                None => return Err(StoreError::NotFound),
+                Some(current) if current != expected_version => {
+                    return Err(StoreError::VersionConflict { current });
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "UPDATE records SET version = ?2, body = ?3 WHERE path = ?1",
+                params![path, to_i64(expected_version + 1)?, body],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
     /// Up to `limit` rows of `kind` directly under `parent_path`, by id.
     async fn list_rows(
         &self,
@@ -199,25 +227,7 @@ impl RegistryStore for SqliteStore {
         body: Vec<u8>,
     ) -> Result<(), StoreError> {
         let path = scope.storage_path();
-        self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            match version_of(&tx, &path)? {
-                None => return Err(StoreError::NotFound),
-                Some(current) if current != expected_version => {
-                    return Err(StoreError::VersionConflict { current });
-                }
-                Some(_) => {}
-            }
-            tx.execute(
-                "UPDATE records SET version = ?2, body = ?3 WHERE path = ?1",
-                params![path, to_i64(expected_version + 1)?, body],
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.replace_row(path, expected_version, body).await
     }
 
     async fn delete(&self, scope: Scope, expected_version: Option<u64>) -> Result<(), StoreError> {
@@ -320,25 +330,7 @@ impl RegistryStore for SqliteStore {
         expected_version: u64,
         body: Vec<u8>,
     ) -> Result<(), StoreError> {
-        self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            match version_of(&tx, &path)? {
-                None => return Err(StoreError::NotFound),
-                Some(current) if current != expected_version => {
-                    return Err(StoreError::VersionConflict { current });
-                }
-                Some(_) => {}
-            }
-            tx.execute(
-                "UPDATE records SET version = ?2, body = ?3 WHERE path = ?1",
-                params![path, to_i64(expected_version + 1)?, body],
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.replace_row(path, expected_version, body).await
     }
 
     async fn list_api_keys(
