@@ -140,6 +140,14 @@ async fn a_revoked_key_is_refused_at_once_here_and_within_the_bound_elsewhere() 
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // A whole key pasted where its id belongs is refused without being repeated.
+    let (status, body) = suite.delete(&format!("/tenants/acme/api-keys/{key}")).await;
+    let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
+    assert_eq!(
+        detail,
+        "key_id must be the key's id: 16 lowercase hex characters"
+    );
+    assert!(!body.to_string().contains(&key[21..]), "{body}");
     // The listing shows it revoked, without any secret.
     let (_, keys) = suite.get("/tenants/acme/api-keys").await;
     assert!(keys["api_keys"][0]["revoked_at"].is_string(), "{keys}");

@@ -240,3 +240,34 @@ async fn forged_and_out_of_date_tokens_are_refused_and_change_nothing() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["items"], json!([]), "{body}");
 }
+
+#[tokio::test]
+async fn an_issuer_limited_to_some_tenants_cannot_speak_for_others() {
+    let mut issuer = oidc().issuer_config(&uuid::Uuid::new_v4().to_string());
+    issuer.tenants = vec!["beta".into()];
+    let suite = Suite::start_with(AuthConfig {
+        oidc_issuers: vec![issuer],
+        ..AuthConfig::default()
+    })
+    .await;
+    create_tenant(&suite, "acme").await;
+    create_tenant(&suite, "beta").await;
+    let acme = oidc()
+        .client_credentials_token("tenant-acme-admin", &oidc().resource)
+        .await;
+    let (status, body) = as_token(&suite, &acme, Method::GET, "/tenants/acme", None).await;
+    let detail = assert_problem(status, &body, 401, "UNAUTHENTICATED");
+    assert_eq!(
+        detail,
+        "the bearer token's issuer may not speak for that tenant"
+    );
+    let beta = oidc()
+        .client_credentials_token("tenant-beta-read", &oidc().resource)
+        .await;
+    assert_eq!(
+        as_token(&suite, &beta, Method::GET, "/tenants/beta", None)
+            .await
+            .0,
+        200
+    );
+}

@@ -54,15 +54,13 @@ impl TenantStatus {
     }
 }
 
-/// Per-tenant limits; 0 means the deployment default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Per-tenant limits; 0 means the deployment default. (Deserialized in
+/// `de`: from a JSON object only.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Quotas {
     /// Requests per minute.
-    #[serde(default, deserialize_with = "de::whole_u32")]
     pub requests_per_minute: u32,
     /// Most connections.
-    #[serde(default, deserialize_with = "de::whole_u32")]
     pub max_connections: u32,
 }
 

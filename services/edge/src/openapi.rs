@@ -153,6 +153,17 @@ fn complete(doc: &mut openapi::OpenApi) {
         .into_iter()
         .filter_map(|(m, op)| op.map(|op| (m, op)))
         {
+            // Any request can carry a target or headers over the limits.
+            add(
+                op,
+                414,
+                "The request target is longer than the edge accepts",
+            );
+            add(
+                op,
+                431,
+                "The request's headers are larger than the edge accepts",
+            );
             if anonymous {
                 op.security = Some(Vec::new());
                 continue;

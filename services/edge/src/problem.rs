@@ -94,10 +94,29 @@ impl IntoResponse for Failure {
     }
 }
 
+/// Longest path segment repeated in `instance`: no id is longer.
+const MAX_ECHOED_SEGMENT: usize = 64;
+
+/// The request path as a problem's `instance`, with any segment that could
+/// be a credential pasted in the wrong place (an API key, a token: longer
+/// than any id) replaced, so an error never echoes a secret.
+fn instance(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with("lsk_") || segment.len() > MAX_ECHOED_SEGMENT {
+                "[redacted]"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Middleware: renders the problem body of any response that carries an
 /// [`ApiError`], and turns axum's own bare 404/405/413 answers into problems.
 pub async fn render_problems(request: Request, next: Next) -> Response {
-    let instance = request.uri().path().to_owned();
+    let path = request.uri().path().to_owned();
     let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
     let mut response = next.run(request).await;
     let error = match response.extensions_mut().remove::<ApiError>() {
@@ -108,7 +127,7 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
         },
     };
     let problem = error.to_problem(
-        Some(instance),
+        Some(instance(&path)),
         request_id,
         locksmith_telemetry::current_trace_id(),
     );
@@ -277,6 +296,26 @@ fn http_field(field: &str) -> String {
     } else {
         tracing::warn!(field, "a backend named a field the HTTP API does not have");
         BODY.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod instance_tests {
+    use super::instance;
+
+    #[test]
+    fn credential_shaped_segments_are_not_echoed() {
+        assert_eq!(instance("/tenants/acme/orgs"), "/tenants/acme/orgs");
+        assert_eq!(
+            instance("/tenants/acme/api-keys/lsk_0123456789abcdef_secret"),
+            "/tenants/acme/api-keys/[redacted]"
+        );
+        let jwt = format!("/tenants/{}", "e".repeat(65));
+        assert_eq!(instance(&jwt), "/tenants/[redacted]");
+        assert_eq!(
+            instance(&format!("/t/{}", "a".repeat(64))),
+            format!("/t/{}", "a".repeat(64))
+        );
     }
 }
 

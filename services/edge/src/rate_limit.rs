@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     num::NonZeroU32,
     sync::{Arc, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use governor::{
@@ -61,10 +61,17 @@ pub fn whole_seconds_up(d: Duration) -> u64 {
     secs.max(1)
 }
 
+/// One tenant's limiter and the quota reading it was made for.
+struct TenantLimiter {
+    per_minute: NonZeroU32,
+    seen: Instant,
+    limiter: Arc<Limiter>,
+}
+
 /// Every tenant's limiter on this replica.
 pub struct RateLimits {
     default_per_minute: NonZeroU32,
-    limiters: RwLock<HashMap<TenantId, (NonZeroU32, Arc<Limiter>)>>,
+    limiters: RwLock<HashMap<TenantId, TenantLimiter>>,
     clock: DefaultClock,
 }
 
@@ -78,28 +85,51 @@ impl RateLimits {
         }
     }
 
-    fn limiter(&self, tenant: &TenantId, per_minute: NonZeroU32) -> Arc<Limiter> {
+    /// The tenant's limiter. A quota that differs from the limiter's
+    /// replaces it only when it was read from the registry after the
+    /// limiter's own reading: callers verified at different times carry
+    /// different readings, and alternating between them must not restart
+    /// the window on every request.
+    fn limiter(&self, tenant: &TenantId, per_minute: NonZeroU32, seen: Instant) -> Arc<Limiter> {
         if let Ok(map) = self.limiters.read()
-            && let Some((quota, limiter)) = map.get(tenant)
-            && *quota == per_minute
+            && let Some(current) = map.get(tenant)
+            && (current.per_minute == per_minute || seen <= current.seen)
         {
-            return Arc::clone(limiter);
+            return Arc::clone(&current.limiter);
         }
-        let limiter = Arc::new(
-            RateLimiter::direct_with_clock(Quota::per_minute(per_minute), self.clock.clone())
-                .with_middleware::<StateInformationMiddleware>(),
-        );
-        if let Ok(mut map) = self.limiters.write() {
-            // A changed quota starts a fresh window: the new figure applies at once.
-            map.insert(tenant.clone(), (per_minute, Arc::clone(&limiter)));
+        let Ok(mut map) = self.limiters.write() else {
+            return Arc::new(self.new_limiter(per_minute));
+        };
+        match map.get(tenant) {
+            Some(current) if current.per_minute == per_minute || seen <= current.seen => {
+                Arc::clone(&current.limiter)
+            }
+            _ => {
+                // A changed quota starts a fresh window: the new figure applies at once.
+                let limiter = Arc::new(self.new_limiter(per_minute));
+                map.insert(
+                    tenant.clone(),
+                    TenantLimiter {
+                        per_minute,
+                        seen,
+                        limiter: Arc::clone(&limiter),
+                    },
+                );
+                limiter
+            }
         }
-        limiter
     }
 
-    /// Counts one request of `tenant`, whose quota is `quota_per_minute`.
-    pub fn check(&self, tenant: &TenantId, quota_per_minute: u32) -> Decision {
+    fn new_limiter(&self, per_minute: NonZeroU32) -> Limiter {
+        RateLimiter::direct_with_clock(Quota::per_minute(per_minute), self.clock.clone())
+            .with_middleware::<StateInformationMiddleware>()
+    }
+
+    /// Counts one request of `tenant`, whose quota was read as
+    /// `quota_per_minute` at `seen`.
+    pub fn check(&self, tenant: &TenantId, quota_per_minute: u32, seen: Instant) -> Decision {
         let per_minute = NonZeroU32::new(quota_per_minute).unwrap_or(self.default_per_minute);
-        let limiter = self.limiter(tenant, per_minute);
+        let limiter = self.limiter(tenant, per_minute, seen);
         match limiter.check() {
             Ok(snapshot) => Decision {
                 limit: per_minute.get(),
@@ -124,11 +154,12 @@ mod tests {
         let limits = RateLimits::new(NonZeroU32::new(1000).unwrap());
         let acme = TenantId::parse("acme").unwrap();
         let beta = TenantId::parse("beta").unwrap();
+        let t0 = Instant::now();
         for i in 0..3 {
-            let d = limits.check(&acme, 3);
+            let d = limits.check(&acme, 3, t0);
             assert_eq!((d.limit, d.remaining, d.retry_after), (3, 2 - i, None));
         }
-        let refused = limits.check(&acme, 3);
+        let refused = limits.check(&acme, 3, t0);
         assert_eq!(refused.remaining, 0);
         let wait = refused.retry_after.unwrap();
         assert!(
@@ -136,8 +167,27 @@ mod tests {
             "{wait:?}"
         );
         // beta has its own bucket, and the default when its quota is 0.
-        let d = limits.check(&beta, 0);
+        let d = limits.check(&beta, 0, t0);
         assert_eq!((d.limit, d.retry_after), (1000, None));
+    }
+
+    #[test]
+    fn an_older_quota_reading_never_restarts_the_window() {
+        let limits = RateLimits::new(NonZeroU32::new(1000).unwrap());
+        let acme = TenantId::parse("acme").unwrap();
+        let old = Instant::now();
+        let new = old + Duration::from_secs(1);
+        // Two credentials verified at different times carry different readings.
+        for _ in 0..2 {
+            assert_eq!(limits.check(&acme, 2, new).retry_after, None);
+        }
+        for _ in 0..5 {
+            assert!(limits.check(&acme, 3, old).retry_after.is_some());
+            assert!(limits.check(&acme, 2, new).retry_after.is_some());
+        }
+        // A newer reading of a changed quota applies at once.
+        let newer = new + Duration::from_secs(1);
+        assert_eq!(limits.check(&acme, 10, newer).retry_after, None);
     }
 
     #[test]

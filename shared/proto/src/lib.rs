@@ -14,3 +14,5 @@ pub mod registry {
         tonic::include_proto!("locksmith.registry.v1");
     }
 }
+
+mod redacted;

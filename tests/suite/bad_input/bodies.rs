@@ -47,6 +47,17 @@ async fn json_body_errors_name_the_field_in_a_sentence() {
             "quotas",
             "must be an object",
         ),
+        // serde's derive would fill the struct from an array, by position.
+        (
+            r#"{"id":"x","display_name":"X","quotas":[]}"#,
+            "quotas",
+            "must be an object",
+        ),
+        (
+            r#"{"id":"x","display_name":"X","quotas":[5,6]}"#,
+            "quotas",
+            "must be an object",
+        ),
         (
             r#"{"id":"x","display_name":"X","quotas":{"burst":1}}"#,
             "quotas.burst",

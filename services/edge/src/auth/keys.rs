@@ -1,7 +1,10 @@
 //! Turning a bearer credential into a principal: API keys through the
 //! registry, JWTs through [`super::jwt`], both cached for a bounded time.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use locksmith_auth::{Principal, Role, Roles};
 use locksmith_domain::TenantId;
@@ -15,14 +18,26 @@ use crate::Backends;
 /// Most cached verification results per kind; beyond it the cache restarts.
 const MAX_CACHED: usize = 100_000;
 
+/// A tenant's rate-limit quota as one verification saw it.
+#[derive(Clone, Debug)]
+pub struct Quota {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its requests per minute (0: the default).
+    pub per_minute: u32,
+    /// When the registry was read: a newer reading of a changed quota
+    /// replaces the tenant's limiter, an older one never does.
+    pub seen: Instant,
+}
+
 /// A verified caller.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
     /// Who it is.
     pub principal: Principal,
-    /// Its tenant and that tenant's requests-per-minute quota, for tenant
-    /// principals (operators are not rate limited).
-    pub quota: Option<(TenantId, u32)>,
+    /// Its tenant's quota, for tenant principals (operators are not rate
+    /// limited).
+    pub quota: Option<Quota>,
     /// The API key it used, so a revocation can find it in the cache.
     key_id: Option<String>,
 }
@@ -45,13 +60,22 @@ impl Authenticated {
 struct TenantState {
     active: bool,
     requests_per_minute: u32,
+    seen: Instant,
 }
 
 pub(super) struct Verifier {
     backends: Backends,
     jwt: Option<jwt::JwtVerifier>,
+    /// Issuers limited to some tenants (issuers not listed may speak for any).
+    issuer_tenants: HashMap<String, Vec<TenantId>>,
     keys: TtlCache<[u8; 32], Authenticated>,
     tenants: TtlCache<TenantId, TenantState>,
+    /// Keys revoked and tenants changed through this replica within the
+    /// cache bound: their verifications are not cached, so one that was
+    /// already in flight when the change was made cannot write back a stale
+    /// "valid" after it.
+    revoked_keys: TtlCache<String, ()>,
+    changed_tenants: TtlCache<TenantId, ()>,
 }
 
 fn digest_of(credential: &str) -> [u8; 32] {
@@ -105,24 +129,43 @@ fn expiry_instant(t: &prost_types::Timestamp, now: Instant) -> Instant {
 }
 
 impl Verifier {
-    pub(super) fn new(backends: Backends, jwt: Option<jwt::JwtVerifier>, ttl: Duration) -> Self {
+    pub(super) fn new(
+        backends: Backends,
+        jwt: Option<jwt::JwtVerifier>,
+        issuer_tenants: HashMap<String, Vec<TenantId>>,
+        ttl: Duration,
+    ) -> Self {
         Self {
             backends,
             jwt,
+            issuer_tenants,
             keys: TtlCache::new(ttl, MAX_CACHED),
             tenants: TtlCache::new(ttl, MAX_CACHED),
+            revoked_keys: TtlCache::new(ttl, MAX_CACHED),
+            changed_tenants: TtlCache::new(ttl, MAX_CACHED),
         }
     }
 
     pub(super) fn forget_key(&self, key_id: &str) {
+        self.revoked_keys
+            .insert(key_id.to_owned(), (), Instant::now(), None);
         self.keys
             .remove_where(|a| a.key_id.as_deref() == Some(key_id));
     }
 
     pub(super) fn forget_tenant(&self, tenant: &TenantId) {
+        self.changed_tenants
+            .insert(tenant.clone(), (), Instant::now(), None);
         self.keys
-            .remove_where(|a| a.quota.as_ref().is_some_and(|(t, _)| t == tenant));
+            .remove_where(|a| a.quota.as_ref().is_some_and(|q| &q.tenant == tenant));
         self.tenants.remove_where(|_| true);
+    }
+
+    /// Whether a verification of `key_id` for `tenant` may be cached now.
+    fn cacheable(&self, key_id: Option<&str>, tenant: Option<&TenantId>, now: Instant) -> bool {
+        let revoked = key_id.is_some_and(|k| self.revoked_keys.get(&k.to_owned(), now).is_some());
+        let changed = tenant.is_some_and(|t| self.changed_tenants.get(t, now).is_some());
+        !revoked && !changed
     }
 
     /// The caller a bearer credential stands for.
@@ -186,7 +229,11 @@ impl Verifier {
                         roles: Roles::of(key_meta.roles.iter().filter_map(|r| role_from_pb(*r))),
                         subject,
                     },
-                    quota: Some((id, tenant.quotas.map_or(0, |q| q.requests_per_minute))),
+                    quota: Some(Quota {
+                        tenant: id,
+                        per_minute: tenant.quotas.map_or(0, |q| q.requests_per_minute),
+                        seen: now,
+                    }),
                     key_id: Some(key_meta.key_id.clone()),
                 }
             }
@@ -199,8 +246,11 @@ impl Verifier {
             .expire_time
             .as_ref()
             .map(|t| expiry_instant(t, now));
-        self.keys
-            .insert(digest, authenticated.clone(), now, not_after);
+        let tenant = authenticated.quota.as_ref().map(|q| &q.tenant);
+        if self.cacheable(Some(&key_meta.key_id), tenant, Instant::now()) {
+            self.keys
+                .insert(digest, authenticated.clone(), now, not_after);
+        }
         Ok(authenticated)
     }
 
@@ -228,6 +278,14 @@ impl Verifier {
                 "the token's tenant claim is not a tenant id",
             )
         })?;
+        if let Some(allowed) = self.issuer_tenants.get(&claims.issuer)
+            && !allowed.contains(&tenant)
+        {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "the bearer token's issuer may not speak for that tenant",
+            ));
+        }
         let state = self.tenant_state(&tenant).await?;
         if !state.active {
             return Err(ApiError::new(
@@ -241,7 +299,11 @@ impl Verifier {
                 roles: Roles::of(claims.roles.iter().copied()),
                 subject: format!("jwt:{}#{}", claims.issuer, claims.subject),
             },
-            quota: Some((tenant, state.requests_per_minute)),
+            quota: Some(Quota {
+                tenant,
+                per_minute: state.requests_per_minute,
+                seen: state.seen,
+            }),
             key_id: None,
         })
     }
@@ -275,9 +337,12 @@ impl Verifier {
         let state = TenantState {
             active: record.status != pb::TenantStatus::Suspended as i32,
             requests_per_minute: record.quotas.map_or(0, |q| q.requests_per_minute),
+            seen: now,
         };
-        self.tenants
-            .insert(tenant.clone(), state.clone(), now, None);
+        if self.cacheable(None, Some(tenant), Instant::now()) {
+            self.tenants
+                .insert(tenant.clone(), state.clone(), now, None);
+        }
         Ok(state)
     }
 }

@@ -25,8 +25,8 @@ use locksmith_domain::TenantId;
 use locksmith_errors::{ApiError, ErrorCode};
 use serde::Deserialize;
 
-pub use keys::Authenticated;
 use keys::Verifier;
+pub use keys::{Authenticated, Quota};
 
 use crate::{Backends, problem::Failure, rate_limit::RateLimits};
 
@@ -97,6 +97,14 @@ pub enum AuthConfigError {
     /// A bad OIDC issuer entry.
     #[error(transparent)]
     Jwt(#[from] jwt::JwtConfigError),
+    /// Several issuers, one of which may speak for every tenant.
+    #[error(
+        "OIDC issuer {0:?} lists no `tenants`: with more than one issuer configured, each must name the tenants it may speak for"
+    )]
+    IssuerWithoutTenants(String),
+    /// An issuer's `tenants` entry is not a tenant id.
+    #[error("OIDC issuer {0:?} lists a tenant that is not a tenant id")]
+    BadIssuerTenant(String),
 }
 
 impl AuthConfig {
@@ -104,6 +112,14 @@ impl AuthConfig {
     pub fn check(&self, listen: std::net::SocketAddr) -> Result<(), AuthConfigError> {
         if !self.require_auth && !listen.ip().is_loopback() {
             return Err(AuthConfigError::OpenListener(listen));
+        }
+        for issuer in &self.oidc_issuers {
+            if self.oidc_issuers.len() > 1 && issuer.tenants.is_empty() {
+                return Err(AuthConfigError::IssuerWithoutTenants(issuer.issuer.clone()));
+            }
+            if issuer.tenants.iter().any(|t| TenantId::parse(t).is_err()) {
+                return Err(AuthConfigError::BadIssuerTenant(issuer.issuer.clone()));
+            }
         }
         Ok(())
     }
@@ -136,9 +152,18 @@ impl Authenticator {
         } else {
             Some(jwt::JwtVerifier::new(config.oidc_issuers.clone())?)
         };
+        let issuer_tenants = config
+            .oidc_issuers
+            .iter()
+            .filter(|i| !i.tenants.is_empty())
+            .map(|i| {
+                let tenants = i.tenants.iter().filter_map(|t| TenantId::parse(t).ok());
+                (i.issuer.clone(), tenants.collect())
+            })
+            .collect();
         Ok(Self {
             limits: RateLimits::new(config.default_requests_per_minute),
-            verifier: Verifier::new(backends, jwt, ttl),
+            verifier: Verifier::new(backends, jwt, issuer_tenants, ttl),
             config,
         })
     }
@@ -218,7 +243,7 @@ pub async fn authenticate(
     let decision = authenticated
         .quota
         .as_ref()
-        .map(|(tenant, per_minute)| auth.limits.check(tenant, *per_minute));
+        .map(|q| auth.limits.check(&q.tenant, q.per_minute, q.seen));
     if let Some(d) = decision
         && let Some(wait) = d.retry_after
     {
@@ -320,6 +345,41 @@ mod tests {
         assert!(config.is_anonymous("/oauth/callback/github"));
         assert!(!config.is_anonymous("/oauth/callback"));
         assert!(!config.is_anonymous("/oauth/callbackx/github"));
+    }
+
+    #[test]
+    fn several_issuers_must_each_name_their_tenants() {
+        let issuer = |name: &str, tenants: &[&str]| {
+            let mut i = jwt::OidcIssuer::new(
+                format!("https://{name}.example"),
+                format!("https://{name}.example/jwks"),
+                vec!["api".into()],
+            );
+            i.tenants = tenants.iter().map(|t| (*t).to_owned()).collect();
+            i
+        };
+        let listen = "127.0.0.1:8080".parse().unwrap();
+        let one = AuthConfig {
+            oidc_issuers: vec![issuer("a", &[])],
+            ..AuthConfig::default()
+        };
+        assert!(one.check(listen).is_ok());
+        let two = AuthConfig {
+            oidc_issuers: vec![issuer("a", &["prod"]), issuer("b", &[])],
+            ..AuthConfig::default()
+        };
+        assert!(matches!(
+            two.check(listen),
+            Err(AuthConfigError::IssuerWithoutTenants(i)) if i == "https://b.example"
+        ));
+        let bad = AuthConfig {
+            oidc_issuers: vec![issuer("a", &["Not A Tenant"])],
+            ..AuthConfig::default()
+        };
+        assert!(matches!(
+            bad.check(listen),
+            Err(AuthConfigError::BadIssuerTenant(_))
+        ));
     }
 
     #[test]

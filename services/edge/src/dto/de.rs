@@ -9,7 +9,7 @@ use serde::{
     de::{self, DeserializeSeed, MapAccess, Unexpected, Visitor},
 };
 
-use super::TenantStatus;
+use super::{Quotas, TenantStatus};
 use crate::problem::GIVEN_TWICE;
 
 /// Said of a PATCH `version` of 0.
@@ -191,5 +191,40 @@ impl Visitor<'_> for StatusVisitor {
             "suspended" => Ok(TenantStatus::Suspended),
             _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
         }
+    }
+}
+
+/// Quotas from a JSON object only: serde's derive would also fill a struct
+/// from an array, by position (`"quotas": [1, 2]`).
+impl<'de> Deserialize<'de> for Quotas {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(QuotasVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotasFields {
+    #[serde(default, deserialize_with = "whole_u32")]
+    requests_per_minute: u32,
+    #[serde(default, deserialize_with = "whole_u32")]
+    max_connections: u32,
+}
+
+struct QuotasVisitor;
+
+impl<'de> Visitor<'de> for QuotasVisitor {
+    type Value = Quotas;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Quotas, A::Error> {
+        let fields = QuotasFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Quotas {
+            requests_per_minute: fields.requests_per_minute,
+            max_connections: fields.max_connections,
+        })
     }
 }

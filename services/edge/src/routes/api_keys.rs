@@ -136,13 +136,23 @@ impl From<pb::ApiKey> for ApiKeyView {
 }
 
 /// A new key: shown once.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct CreatedKey {
     /// The key, `lsk_<key_id>_<secret>`: send it as `Authorization: Bearer <key>`.
     /// It is shown only now and cannot be recovered.
     pub key: String,
     /// Its metadata.
     pub api_key: ApiKeyView,
+}
+
+/// The key stays out of logs and panics.
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key", &"[redacted]")
+            .field("api_key", &self.api_key)
+            .finish()
+    }
 }
 
 /// A page of keys.
@@ -152,6 +162,13 @@ pub struct ApiKeyList {
     pub api_keys: Vec<ApiKeyView>,
     /// Pass as `page_token` for the next page; absent on the last.
     pub next_page_token: Option<String>,
+}
+
+/// Whether `s` has the shape of a key id (16 lowercase hex characters).
+fn is_key_id(s: &str) -> bool {
+    s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Longest lifetime a key can be given: ten years.
@@ -241,6 +258,17 @@ async fn revoke(
     owner: pb::revoke_api_key_request::Owner,
     key_id: String,
 ) -> Result<StatusCode, Failure> {
+    if !is_key_id(&key_id) {
+        // Never repeat it: a caller may paste a whole key here.
+        return Err(Failure(crate::problem::invalid_field(
+            "key_id",
+            "must be the key's id: 16 lowercase hex characters",
+        )));
+    }
+    // Marked before the registry is asked, so a verification of this key
+    // already in flight cannot cache it as valid after the revoke; and again
+    // after, to drop what was cached meanwhile.
+    state.auth.forget_key(&key_id);
     state
         .backends
         .api_keys

@@ -137,12 +137,16 @@ impl<S: RegistryStore> Registry<S> {
         tenant: Option<&TenantId>,
         key_id: &str,
     ) -> Result<ApiKeyRecord, RegistryError> {
+        if !secret::is_key_id(key_id) {
+            // Not repeated: a caller may have pasted a whole key here.
+            return Err(invalid(
+                "key_id",
+                "must be the key's id: 16 lowercase hex characters",
+            ));
+        }
         let absent = || RegistryError::NotFound {
             what: format!("API key '{key_id}' of {}", owner_name(tenant)),
         };
-        if !secret::is_key_id(key_id) {
-            return Err(absent());
-        }
         loop {
             let stored = self
                 .store

@@ -47,6 +47,11 @@ pub struct OidcIssuer {
     /// trusted. If that fetch fails the old set keeps being used.
     #[serde(default = "default_jwks_max_age_seconds")]
     pub jwks_max_age_seconds: u64,
+    /// The tenants this issuer may speak for; empty: any tenant. Required
+    /// when more than one issuer is configured, so that one identity
+    /// provider (staging's, say) cannot mint tokens for another's tenants.
+    #[serde(default)]
+    pub tenants: Vec<String>,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -98,6 +103,7 @@ impl OidcIssuer {
             leeway_seconds: default_leeway_seconds(),
             jwks_refetch_min_interval_ms: default_refetch_min_interval_ms(),
             jwks_max_age_seconds: default_jwks_max_age_seconds(),
+            tenants: Vec::new(),
         }
     }
 
