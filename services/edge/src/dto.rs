@@ -57,10 +57,14 @@ impl TenantStatus {
 /// Per-tenant limits; 0 means the deployment default. (Deserialized in
 /// `de`: from a JSON object only.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+// For the schema: what `de::QuotasFields` accepts.
+#[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Requests per minute.
+    #[serde(default)]
     pub requests_per_minute: u32,
     /// Most connections.
+    #[serde(default)]
     pub max_connections: u32,
 }
 

@@ -208,3 +208,39 @@ fn complete(doc: &mut openapi::OpenApi) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::document;
+
+    #[test]
+    fn request_schemas_say_what_the_parsers_accept() {
+        let quotas = &document()["components"]["schemas"]["Quotas"];
+        assert_eq!(quotas["additionalProperties"], false, "{quotas}");
+        assert!(quotas.get("required").is_none(), "{quotas}");
+        assert_eq!(
+            quotas["properties"]["requests_per_minute"]["maximum"],
+            10_000_000
+        );
+        let patch = &document()["components"]["schemas"]["PatchTenant"];
+        assert_eq!(patch["minProperties"], 2, "{patch}");
+        assert_eq!(patch["properties"]["version"]["minimum"], 1, "{patch}");
+    }
+
+    #[test]
+    fn every_operation_documents_the_limits_and_authenticated_ones_the_refusals() {
+        for (path, item) in document()["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                for status in ["414", "431"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status}");
+                }
+                if !super::ANONYMOUS.contains(&path.as_str()) {
+                    for status in ["400", "401", "403", "429", "503", "504"] {
+                        assert!(responses.contains_key(status), "{method} {path}: {status}");
+                    }
+                }
+            }
+        }
+    }
+}
