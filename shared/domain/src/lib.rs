@@ -8,6 +8,7 @@
 mod ids;
 mod member;
 mod scope;
+pub mod secrets;
 mod tenant;
 mod validation;
 
