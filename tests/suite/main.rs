@@ -17,5 +17,7 @@ mod mtls;
 mod oidc;
 mod openbao;
 mod pagination;
+mod store_differential;
+mod store_openbao;
 mod tenants;
 mod trace;

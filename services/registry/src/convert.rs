@@ -56,6 +56,17 @@ fn sorted(map: HashMap<String, String>) -> BTreeMap<String, String> {
 }
 
 fn integrations(raw: Vec<String>) -> Result<BTreeSet<IntegrationId>, RegistryError> {
+    // The list as sent is bounded, duplicates included: a caller's list of
+    // 300 copies of one id is 300 entries, whatever they collapse to.
+    if raw.len() > locksmith_domain::MAX_INTEGRATIONS {
+        return Err(invalid(
+            "enabled_integrations",
+            format!(
+                "must have at most {} entries",
+                locksmith_domain::MAX_INTEGRATIONS
+            ),
+        ));
+    }
     let mut errors = Vec::new();
     let mut set = BTreeSet::new();
     for (i, s) in raw.iter().enumerate() {
@@ -283,6 +294,15 @@ pub(crate) fn user_to_pb(m: Member) -> pb::User {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integration_lists_are_bounded_as_sent() {
+        let copies = vec!["notion".to_owned(); locksmith_domain::MAX_INTEGRATIONS + 1];
+        let err = integrations(copies).unwrap_err().to_string();
+        assert!(err.contains("enabled_integrations"), "{err}");
+        let at_limit = vec!["notion".to_owned(); locksmith_domain::MAX_INTEGRATIONS];
+        assert_eq!(integrations(at_limit).unwrap().len(), 1);
+    }
 
     #[test]
     fn unknown_mask_paths_are_named() {

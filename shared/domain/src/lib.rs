@@ -15,5 +15,5 @@ mod validation;
 pub use ids::{IdError, IntegrationId, MemberId, TenantId};
 pub use member::{Member, MemberKind, MemberPatch, MemberSpec};
 pub use scope::{Scope, ScopeError};
-pub use tenant::{Quotas, Tenant, TenantPatch, TenantSpec, TenantStatus};
+pub use tenant::{MAX_INTEGRATIONS, Quotas, Tenant, TenantPatch, TenantSpec, TenantStatus};
 pub use validation::{FieldError, Invalid};

@@ -42,13 +42,14 @@
 //!
 //! # Backends
 //!
-//! [`EmbeddedStore`] keeps everything in one SQLite file; an OpenBao backend
-//! implements the same [`DocumentStore`] trait later. Both must pass
-//! [`conformance`], the one test suite of this contract.
+//! [`EmbeddedStore`] keeps everything in one SQLite file; [`OpenBaoStore`]
+//! keeps it in an OpenBao KV v2 mount. Both pass [`conformance`], the one
+//! test suite of this contract.
 
 mod embedded;
 mod error;
 mod key;
+mod openbao;
 
 pub mod conformance;
 
@@ -59,6 +60,7 @@ use time::OffsetDateTime;
 pub use embedded::EmbeddedStore;
 pub use error::{RETRY_AFTER, StoreError};
 pub use key::{InvalidKey, Key, MAX_KEY_BYTES};
+pub use openbao::{OpenBaoConfig, OpenBaoStore};
 
 /// Largest document body, in bytes. OpenBao's Raft storage refuses entries
 /// over 1 MiB by default (`max_entry_size`), and KV v2 stores a body inside a
@@ -190,6 +192,10 @@ pub trait DocumentStore: Send + Sync + 'static {
     /// [`StoreError::NotFound`] with `deleted: true` when that version was
     /// soft-deleted or destroyed (the latest is not skipped over to an older
     /// live one), `deleted: false` when the key or version does not exist.
+    /// A backend may keep only recent versions: OpenBao's KV v2 keeps 10 per
+    /// key unless the mount's `max_versions` says otherwise, and an older one
+    /// then reads as `deleted: false`. Callers must not rely on old versions
+    /// outliving that window.
     fn read(
         &self,
         key: &Key,

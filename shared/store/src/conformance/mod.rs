@@ -23,6 +23,8 @@
 //! does not matter.
 
 mod cases;
+#[cfg(test)]
+mod embedded_tests;
 mod listing;
 
 use std::{fmt, future::Future};

@@ -1,5 +1,5 @@
 //! What only the embedded backend promises (the shared contract is tested by
-//! `tests/conformance.rs`): time from its clock, seeks not scans, and a file
+//! `conformance/embedded_tests.rs`): time from its clock, seeks not scans, and a file
 //! that is private, durable, versioned and free of destroyed bytes.
 
 use std::sync::Mutex;

@@ -1,9 +1,11 @@
 //! The embedded backend against the contract, through the public API only,
-//! exactly as the OpenBao backend will run it; and proof that the suite
-//! catches a backend that breaks the contract.
+//! exactly as the OpenBao backend runs it (in the suite's integration
+//! binary); and proof that the suite catches a backend that breaks the
+//! contract. Unit tests of this crate, so the workspace keeps one
+//! integration-test binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use locksmith_store::{
+use crate::{
     Cas, Child, Document, DocumentStore, EmbeddedStore, Key, Metadata, StoreError, conformance,
     system_clock,
 };
@@ -12,16 +14,14 @@ use locksmith_store::{
 mod in_memory {
     use super::*;
 
-    locksmith_store::conformance_tests!(|| async {
-        EmbeddedStore::in_memory(system_clock()).unwrap()
-    });
+    crate::conformance_tests!(|| async { EmbeddedStore::in_memory(system_clock()).unwrap() });
 }
 
 /// The embedded store on a file: WAL, fsync and the file lock in the path.
 mod on_disk {
     use super::*;
 
-    locksmith_store::conformance_tests!(|| async {
+    crate::conformance_tests!(|| async {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("store.db"), system_clock()).unwrap();
         OnDisk(store, dir)
