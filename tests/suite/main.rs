@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod auth_jwt;
 mod bad_input;
+mod credstore_openbao;
 mod grpc;
 mod grpc_matrix;
 mod jwt;

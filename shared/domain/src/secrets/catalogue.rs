@@ -476,6 +476,17 @@ pub fn validate(
     }
 }
 
+/// Names that never fall back: resolving one consults its own scope only.
+/// Seed 000: a user's mailbox is the user's own ("user email has no
+/// fallback"); sending as an org's or the system's address would impersonate.
+const NO_FALLBACK: &[(Level, &str)] = &[(Level::User, "email")];
+
+/// Whether resolving `name` from a scope of `level` may look at wider scopes
+/// (bot → org → tenant → system) when this one holds no such secret.
+pub fn falls_back(level: Level, name: &str) -> bool {
+    !NO_FALLBACK.iter().any(|(l, n)| *l == level && *n == name)
+}
+
 /// Whether field `field` of `name` at `level` is a secret. Fields of free
 /// names are all secret: nothing says otherwise.
 pub fn is_secret_field(level: Level, name: &str, field: &str) -> bool {
@@ -599,6 +610,14 @@ mod tests {
         assert!(is_secret_field(Level::Org, "stripe", "api-key"));
         assert!(!is_secret_field(Level::System, "email", "smtp-host"));
         assert!(is_secret_field(Level::System, "email", "smtp-password"));
+    }
+
+    #[test]
+    fn only_a_users_email_is_pinned_to_its_scope() {
+        assert!(!falls_back(Level::User, "email"));
+        assert!(falls_back(Level::Bot, "email"));
+        assert!(falls_back(Level::User, "oauth/github"));
+        assert!(falls_back(Level::Bot, "llm"));
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! The credential store's core (design brief §1, §3): secrets as versioned
+//! maps of fields, sealed with their tenant's (or the system's) data key,
+//! over any [`DocumentStore`] and any [`KeyWrapper`].
+//!
+//! # Layout
+//!
+//! - A secret is one document at [`SecretRef::storage_path`]
+//!   (`tenants/{t}/orgs/{o}/bots/{b}/llm`, `system/email`), JSON
+//!   `{"fields": {"<field>": "<sealed text>"}}`. Every value is sealed with
+//!   the owner's current key; the associated data binds it to owner, storage
+//!   path and field name (and key version), so a value copied elsewhere does
+//!   not decrypt. The version lives only in the store's metadata.
+//! - An owner's wrapped data key versions are one document at
+//!   `keyrings/tenants/{t}` or `keyrings/system`. Secret paths all start
+//!   with `system/` or `tenants/` ([`locksmith_domain::Scope::storage_path`]),
+//!   so no secret name, whatever the reserved lists say, can reach a key
+//!   ring; and on OpenBao a tenant's policy prefix (`tenants/{t}/`) does not
+//!   cover its own wrapped keys.
+//!
+//! # Keys and shredding
+//!
+//! A tenant without a key does not exist as far as secrets go: every call on
+//! its scopes answers NOT_FOUND, and no write can create a secret without a
+//! key. [`CredStore::shred_tenant_key`] destroys every version of the key
+//! document and then the document itself (a resumable sweep: re-running it
+//! is harmless), after which everything sealed for the tenant is
+//! undecryptable, even after a new key is provisioned. Unwrapped key rings
+//! are cached per process (zeroized on drop); another replica's cache
+//! survives a shred until it is restarted or invalidated — the gRPC layer
+//! must broadcast invalidation (not done here).
+//!
+//! # Resolution
+//!
+//! [`CredStore::resolve`] walks the scope's ancestry (bot → org → tenant →
+//! system) and returns the first secret found, whole, naming the scope that
+//! answered. Two deliberate stops:
+//! - a secret whose latest version is soft-deleted or destroyed at some
+//!   scope ends the walk with NOT_FOUND: deleting a bot's own credentials
+//!   must not silently hand it the org's or the system's (and an undelete
+//!   would flip it back). [`CredStore::purge`] (erasing the secret with its
+//!   history) is what restores the fallback;
+//! - names pinned to their scope (seed 000: a user's `email`) never fall
+//!   back. The table lives in this crate until the domain catalogue has a
+//!   `fallback` flag per entry.
+//!
+//! The system scope is visited only for suite services and operators: tenant
+//! principals never read the suite's own credentials.
+//!
+//! # Audit
+//!
+//! Every call leaves exactly one [`AuditEvent`], success or failure, without
+//! any value.
+
+mod audit;
+mod error;
+mod keyring;
+mod ops;
+mod policy;
+mod secret;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use locksmith_auth::Principal;
+use locksmith_crypto::{KeyRing, KeyWrapper, Owner};
+use locksmith_store::{Clock, DocumentStore};
+
+pub use audit::{AuditEvent, AuditSink, JsonLinesAudit, MemoryAudit, Operation, Outcome};
+pub use error::CredError;
+pub use keyring::key_ring_path;
+pub use secret::{Secret, SecretFields};
+
+/// The credential store: secrets in `S`, data keys wrapped by `W`, every call
+/// audited.
+pub struct CredStore<S, W> {
+    store: S,
+    wrapper: W,
+    audit: Arc<dyn AuditSink>,
+    clock: Clock,
+    /// Unwrapped key rings by owner, loaded on first use so a read is one
+    /// storage round trip.
+    rings: Mutex<HashMap<Owner, Arc<KeyRing>>>,
+}
+
+impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
+    /// A credential store over `store`, wrapping keys with `wrapper`,
+    /// auditing to `audit` with times from `clock`.
+    pub fn new(store: S, wrapper: W, audit: Arc<dyn AuditSink>, clock: Clock) -> Self {
+        Self {
+            store,
+            wrapper,
+            audit,
+            clock,
+            rings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The underlying document store (for sweeps and tests).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Records one event for a call that ended with `result`.
+    fn audit<T>(&self, record: Record<'_>, result: &Result<T, CredError>) {
+        let outcome = match result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Failed(e.code().to_string()),
+        };
+        self.audit.record(&AuditEvent {
+            at: (self.clock)(),
+            principal: record.principal.describe(),
+            operation: record.operation,
+            resource: record.resource,
+            version: record.version,
+            answered_by: record.answered_by,
+            outcome,
+        });
+    }
+
+    fn cached_ring(&self, owner: &Owner) -> Option<Arc<KeyRing>> {
+        // The cache holds no invariant a panicking holder could break.
+        self.rings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(owner)
+            .cloned()
+    }
+
+    fn cache_ring(&self, owner: Owner, ring: Option<Arc<KeyRing>>) {
+        let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        match ring {
+            Some(ring) => rings.insert(owner, ring),
+            None => rings.remove(&owner),
+        };
+    }
+}
+
+/// What an audit event says besides the outcome and time.
+struct Record<'a> {
+    principal: &'a Principal,
+    operation: Operation,
+    resource: String,
+    version: Option<u64>,
+    answered_by: Option<String>,
+}
+
+impl<'a> Record<'a> {
+    fn new(principal: &'a Principal, operation: Operation, resource: String) -> Self {
+        Self {
+            principal,
+            operation,
+            resource,
+            version: None,
+            answered_by: None,
+        }
+    }
+}
