@@ -194,3 +194,90 @@ async fn the_dev_server_keeps_versions_and_checks_cas() {
         .unwrap();
     assert_eq!(read["data"]["metadata"]["version"], 2, "{read}");
 }
+
+/// `deploy/openbao/credstore-policy.hcl`, loaded as a real policy: its token
+/// reaches the suite's KV mount and Transit, and nothing else.
+#[tokio::test]
+async fn the_credstore_policy_grants_its_mount_and_transit_only() {
+    let bao = openbao();
+    let http = reqwest::Client::new();
+    let policy = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/openbao/credstore-policy.hcl"),
+    )
+    .unwrap();
+    let as_root = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}/v1/{path}", bao.addr))
+            .header("X-Vault-Token", &bao.root_token)
+    };
+    let status = as_root(reqwest::Method::PUT, "sys/policies/acl/locksmith-credstore")
+        .json(&json!({ "policy": policy }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+    let created: Value = as_root(reqwest::Method::POST, "auth/token/create")
+        .json(
+            &json!({"policies": ["locksmith-credstore"], "no_default_policy": true, "ttl": "10m"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{}/v1/{path}", bao.addr))
+            .header("X-Vault-Token", &token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let tenant = format!("policy-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let doc = json!({"options": {"cas": 0}, "data": {"b": "c2VhbGVk"}});
+    // Allowed: its KV mount, its tenants' Transit keys.
+    let path = format!("{}/data/tenants/{tenant}/email", bao.mount);
+    assert_eq!(
+        call(reqwest::Method::POST, &path, Some(doc.clone())).await,
+        200
+    );
+    let key = format!("transit/keys/{tenant}");
+    assert!([200, 204].contains(&call(reqwest::Method::POST, &key, Some(json!({}))).await));
+    let encrypt = format!("transit/encrypt/{tenant}");
+    assert_eq!(
+        call(
+            reqwest::Method::POST,
+            &encrypt,
+            Some(json!({"plaintext": "AAAA"}))
+        )
+        .await,
+        200
+    );
+    // Refused: another KV mount, the mount table, policies, token creation.
+    assert_eq!(
+        call(reqwest::Method::POST, "secret/data/x", Some(doc)).await,
+        403
+    );
+    assert_eq!(call(reqwest::Method::GET, "sys/mounts", None).await, 403);
+    assert_eq!(
+        call(
+            reqwest::Method::PUT,
+            "sys/policies/acl/escalate",
+            Some(json!({"policy": "path \"*\" { capabilities = [\"sudo\"] }"}))
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        call(
+            reqwest::Method::POST,
+            "auth/token/create",
+            Some(json!({"policies": ["root"]}))
+        )
+        .await,
+        403
+    );
+}
