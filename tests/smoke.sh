@@ -13,13 +13,14 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 log="$work/run.log"
 # Two distinct free ports: both sockets are held open until both are known.
-read -r registry_port edge_port < <(python3 -c '
+read -r registry_port edge_port credstore_port < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(2)]
+socks = [socket.socket() for _ in range(3)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 ')
-export STATE_DIR="$work/state" REGISTRY_ADDR=127.0.0.1:$registry_port EDGE_ADDR=127.0.0.1:$edge_port
+export STATE_DIR="$work/state" REGISTRY_ADDR=127.0.0.1:$registry_port EDGE_ADDR=127.0.0.1:$edge_port \
+  CREDSTORE_ADDR=127.0.0.1:$credstore_port
 edge="http://$EDGE_ADDR"
 
 deploy/dev/run.sh >"$log" 2>&1 &
@@ -81,6 +82,16 @@ expect 200 GET /ready >/dev/null
 tests/tools/.venv/bin/python tests/polyglot/registry_client.py "$REGISTRY_ADDR" "$STATE_DIR/pki" \
   || fail "the Python client generated from proto/ failed"
 
+# Seed 000's environment variables into the credential store, twice: the
+# second run changes nothing. No value is printed.
+printf 'SMTP_HOST=smtp.example.com\nSMTP_PASS=smoke-hunter2\n' >"$work/.env"
+migrate() { target/debug/locksmith migrate env --credstore "https://$CREDSTORE_ADDR" --pki "$STATE_DIR/pki" --file "$work/.env"; }
+out=$(migrate) || fail "locksmith migrate env failed: $out"
+grep -q '^2 written, 0 unchanged, 0 conflicting, 0 unknown variables$' <<<"$out" || fail "first migration: $out"
+out=$(migrate) || fail "locksmith migrate env failed again: $out"
+grep -q '^0 written, 2 unchanged, 0 conflicting, 0 unknown variables$' <<<"$out" || fail "second migration: $out"
+grep -q 'smoke-hunter2' <<<"$out" && fail "the migration printed a value"
+
 # The published contract, against this live suite.
 LOCKSMITH_CONTRACT_KEY=$key tests/contract/run.sh "$edge" >"$work/contract.log" 2>&1 \
   || { cat "$work/contract.log" >&2; fail "schemathesis found the contract broken"; }
@@ -88,7 +99,7 @@ grep -E '^Test cases|passed|failures?,|Seed' "$work/contract.log" | tail -n 4
 
 kill -TERM "$runner"
 wait "$runner" 2>/dev/null || true
-for addr in "$EDGE_ADDR" "$REGISTRY_ADDR"; do
+for addr in "$EDGE_ADDR" "$REGISTRY_ADDR" "$CREDSTORE_ADDR"; do
   if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then fail "$addr still listening after SIGTERM"; fi
 done
 echo "make run, curl quick start, paging, the contract and shutdown all worked"

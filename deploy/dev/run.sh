@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 profile=${PROFILE:-debug}
 cargo_flags=()
 [ "$profile" = release ] && cargo_flags+=(--release)
-cargo build --locked "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-edge
+cargo build --locked "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-credstore -p locksmith-edge
 bin="target/$profile"
 
 # Where state lives and where the processes listen (not LOCKSMITH_* names:
@@ -17,6 +17,7 @@ bin="target/$profile"
 # also how a deployment overrides them (LOCKSMITH_<KEY>, "__" between levels).
 home=${STATE_DIR:-var}
 registry_addr=${REGISTRY_ADDR:-127.0.0.1:7101}
+credstore_addr=${CREDSTORE_ADDR:-127.0.0.1:7102}
 edge_addr=${EDGE_ADDR:-127.0.0.1:8080}
 edge_url="http://$edge_addr"
 
@@ -41,6 +42,11 @@ env $(tls registry) LOCKSMITH_CONFIG=deploy/config/registry.toml \
   LOCKSMITH_LISTEN="$registry_addr" LOCKSMITH_STORAGE__PATH="$home/data/registry.db" \
   LOCKSMITH_API_KEYS__PEPPER_FILE="$home/data/api-key-pepper" \
   "$bin/locksmith-registry" & pids+=($!)
+env $(tls credstore) LOCKSMITH_CONFIG=deploy/config/credstore.toml \
+  LOCKSMITH_LISTEN="$credstore_addr" LOCKSMITH_STORAGE__PATH="$home/data/credstore.db" \
+  LOCKSMITH_KEYS__MASTER_KEY_FILE="$home/data/credstore-master-key" \
+  LOCKSMITH_AUDIT__PATH="$home/data/credstore-audit.jsonl" \
+  "$bin/locksmith-credstore" & pids+=($!)
 env $(tls edge) LOCKSMITH_CONFIG=deploy/config/edge.toml \
   LOCKSMITH_LISTEN="$edge_addr" LOCKSMITH_PUBLIC_URL="$edge_url" \
   LOCKSMITH_SERVICES__REGISTRY__URL="https://$registry_addr" \
@@ -50,6 +56,15 @@ for _ in $(seq 1 100); do
   if curl -fsS "$edge_url/ready" >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.2
 done
+# The edge's /ready covers the registry; the credential store is not behind
+# the edge yet, so wait for its port too.
+if [ "${ready:-0}" = 1 ]; then
+  ready=0
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/${credstore_addr%:*}/${credstore_addr#*:}") 2>/dev/null; then ready=1; break; fi
+    sleep 0.2
+  done
+fi
 if [ "${ready:-0}" != 1 ]; then
   echo "the suite did not become ready; see the logs above" >&2
   exit 1
@@ -83,6 +98,9 @@ $key_note
   curl -sS -X POST $edge_url/tenants/acme/api-keys -H "\$auth" -H 'content-type: application/json' \\
        -d '{"display_name":"acme reader","roles":["read"]}'
   curl -sS "$edge_url/admin/tenants?page_size=2" -H "\$auth"
+
+Seed 000's environment variables (SMTP_*, JWT_SECRET, AWS_*…) into system secrets:
+  $bin/locksmith migrate env --credstore https://$credstore_addr --pki $home/pki [--file .env] [--dry-run]
 
 Ctrl-C stops every process.
 MSG

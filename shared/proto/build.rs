@@ -9,12 +9,15 @@ const PROTO_ROOT: &str = "../../proto";
 const PROTOS: &[&str] = &[
     "locksmith/registry/v1/registry.proto",
     "locksmith/registry/v1/api_keys.proto",
+    "locksmith/credstore/v1/credstore.proto",
 ];
 
-/// Messages holding a credential.
+/// Messages holding a credential (an API key, a secret's field values).
 const SECRET_BEARING: &[&str] = &[
     "locksmith.registry.v1.VerifyApiKeyRequest",
     "locksmith.registry.v1.CreateApiKeyResponse",
+    "locksmith.credstore.v1.Secret",
+    "locksmith.credstore.v1.PutSecretRequest",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -28,7 +31,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Messages that carry an API key: their Debug is written by hand
+        // Messages that carry a credential: their Debug is written by hand
         // (src/redacted.rs) so a key never reaches a log line.
         .skip_debug(SECRET_BEARING)
         .compile_fds(descriptors)?;

@@ -17,7 +17,7 @@ use locksmith_edge::auth::jwt::OidcIssuer;
 use serde_json::{Value, json};
 
 /// How long the server may take to print its start-up line.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Most stderr kept to explain a failed start.
 const MAX_LOG: usize = 64 * 1024;
 

@@ -17,7 +17,7 @@ use std::{
 use serde_json::{Value, json};
 
 /// How long the dev server may take to answer its health check.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Most server output kept to explain a failed start.
 const MAX_LOG: usize = 64 * 1024;
 

@@ -1,7 +1,6 @@
 //! `locksmith`: the operator's command.
 
-mod api_key;
-mod pki;
+use locksmith_cli::{api_key, migrate_cmd, pki};
 
 use std::path::PathBuf;
 
@@ -26,6 +25,36 @@ enum Command {
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCommand,
+    },
+    /// Move configuration into the credential store.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Seed 000's environment variables (JWT_SECRET, SMTP_*, AWS_*…) into
+    /// system secrets. Prints the plan (never a value) and a summary;
+    /// re-running changes nothing; a different stored value is kept unless
+    /// --force.
+    Env {
+        /// The credential store's gRPC address.
+        #[arg(long, default_value = "https://127.0.0.1:7102")]
+        credstore: String,
+        /// Where the PKI lives (the `cli` certificate is used).
+        #[arg(long, default_value = "var/pki")]
+        pki: PathBuf,
+        /// Read a `.env` file instead of the process environment.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print the plan, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace stored values that differ.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -116,6 +145,28 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(api_key::create(&registry, &pki, owner, &name, &mut out))
+        }
+        Command::Migrate {
+            command:
+                MigrateCommand::Env {
+                    credstore,
+                    pki,
+                    file,
+                    dry_run,
+                    force,
+                },
+        } => {
+            let source = match &file {
+                Some(path) => migrate_cmd::Source::File(path),
+                None => migrate_cmd::Source::Environment,
+            };
+            locksmith_tls::install_crypto_provider();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(migrate_cmd::run(
+                    &credstore, &pki, source, dry_run, force, &mut out,
+                ))
         }
     }
 }

@@ -50,13 +50,23 @@
 //!
 //! Every call leaves exactly one [`AuditEvent`], success or failure, without
 //! any value.
+//!
+//! # Serving
+//!
+//! [`server::serve`] puts the store behind mTLS gRPC
+//! (`locksmith.credstore.v1.CredentialStoreService`); `grpc` converts prost
+//! ↔ domain at the edge and passes the caller's principal through; the
+//! `locksmith-credstore` binary reads [`CredStoreConfig`].
 
 mod audit;
+pub mod config;
 mod error;
+mod grpc;
 mod keyring;
 mod ops;
 mod policy;
 mod secret;
+pub mod server;
 
 #[cfg(test)]
 mod tests;
@@ -71,7 +81,9 @@ use locksmith_crypto::{KeyRing, KeyWrapper, Owner};
 use locksmith_store::{Clock, DocumentStore};
 
 pub use audit::{AuditEvent, AuditSink, JsonLinesAudit, MemoryAudit, Operation, Outcome};
+pub use config::CredStoreConfig;
 pub use error::CredError;
+pub use grpc::CredStoreApi;
 pub use keyring::key_ring_path;
 pub use secret::{Secret, SecretFields};
 

@@ -139,6 +139,11 @@ pub async fn serve<S: RegistryStore>(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(locksmith_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // The descriptor set holds every Locksmith service; list only ours.
+        .with_service_name(SERVICE_NAME)
+        .with_service_name("locksmith.registry.v1.ApiKeyService")
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()?;
     // Spans are named only after the methods served here (the same
     // descriptors reflection lists); any other `:path` is `grpc unknown`.

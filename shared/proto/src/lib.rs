@@ -15,4 +15,13 @@ pub mod registry {
     }
 }
 
+/// `locksmith.credstore.v1`: secrets, their resolution, and tenant keys.
+pub mod credstore {
+    /// Version 1 of the credential store API.
+    #[allow(clippy::all, clippy::pedantic, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("locksmith.credstore.v1");
+    }
+}
+
 mod redacted;

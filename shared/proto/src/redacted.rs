@@ -1,9 +1,14 @@
-//! Debug for the messages that carry an API key (`build.rs` skips the
-//! derived one): every field but the key.
+//! Debug for the messages that carry a credential (`build.rs` skips the
+//! derived one): every field but the secret ones. Secret field maps show
+//! their field names only, sorted, so a log line says what was touched
+//! without saying what it holds.
 
-use std::fmt;
+use std::{collections::HashMap, fmt};
 
-use crate::registry::v1::{CreateApiKeyResponse, VerifyApiKeyRequest};
+use crate::{
+    credstore::v1::{PutSecretRequest, Secret},
+    registry::v1::{CreateApiKeyResponse, VerifyApiKeyRequest},
+};
 
 impl fmt::Debug for VerifyApiKeyRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -22,9 +27,45 @@ impl fmt::Debug for CreateApiKeyResponse {
     }
 }
 
+/// A secret's fields as `{"name": [redacted], …}`, sorted by name.
+struct RedactedFields<'a>(&'a HashMap<String, String>);
+
+impl fmt::Debug for RedactedFields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_map()
+            .entries(names.into_iter().map(|n| (n, "[redacted]")))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secret")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("create_time", &self.create_time)
+            .field("fields", &RedactedFields(&self.fields))
+            .finish()
+    }
+}
+
+impl fmt::Debug for PutSecretRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutSecretRequest")
+            .field("name", &self.name)
+            .field("fields", &RedactedFields(&self.fields))
+            .field("expected_version", &self.expected_version)
+            .field("unconditional", &self.unconditional)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credstore::v1::{GetSecretResponse, ResolveSecretResponse};
 
     #[test]
     fn keys_never_reach_debug_output() {
@@ -36,6 +77,43 @@ mod tests {
         };
         for text in [format!("{verify:?}"), format!("{created:?}")] {
             assert!(!text.contains("AAAA"), "{text}");
+            assert!(text.contains("[redacted]"), "{text}");
+        }
+    }
+
+    #[test]
+    fn secret_values_never_reach_debug_output() {
+        let fields: HashMap<String, String> = [("api-key".to_owned(), "sk-live-SECRET".to_owned())]
+            .into_iter()
+            .collect();
+        let secret = Secret {
+            name: "system/secrets/llm".into(),
+            version: 2,
+            create_time: None,
+            fields: fields.clone(),
+        };
+        let put = PutSecretRequest {
+            name: "system/secrets/llm".into(),
+            fields,
+            expected_version: 1,
+            unconditional: false,
+        };
+        // Messages wrapping a Secret use its Debug through the derived one.
+        let got = GetSecretResponse {
+            secret: Some(secret.clone()),
+        };
+        let resolved = ResolveSecretResponse {
+            secret: Some(secret.clone()),
+            answering_scope: "system".into(),
+        };
+        for text in [
+            format!("{secret:?}"),
+            format!("{put:?}"),
+            format!("{got:?}"),
+            format!("{resolved:?}"),
+        ] {
+            assert!(!text.contains("SECRET"), "{text}");
+            assert!(text.contains("api-key"), "{text}");
             assert!(text.contains("[redacted]"), "{text}");
         }
     }
