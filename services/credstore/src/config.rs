@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use locksmith_store::OpenBaoConfig;
 use locksmith_tls::TlsFiles;
 use serde::Deserialize;
 
@@ -21,12 +22,70 @@ pub struct CredStoreConfig {
     pub audit: AuditConfig,
 }
 
-/// Storage backend settings.
+/// Storage backend settings: the embedded SQLite file (the default, for
+/// single machines) or OpenBao's KV v2 (production; every replica shares it).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The embedded store's SQLite file.
-    pub path: PathBuf,
+    /// `embedded` (default) or `openbao`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// The embedded store's SQLite file (`backend = "embedded"`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The OpenBao server (`backend = "openbao"`): address, mount (default
+    /// `gbo`), token, timeouts.
+    #[serde(default)]
+    pub openbao: Option<OpenBaoConfig>,
+}
+
+/// Which storage backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// One local SQLite file.
+    #[default]
+    Embedded,
+    /// OpenBao KV v2.
+    Openbao,
+}
+
+/// The storage a configuration names, checked.
+#[derive(Debug)]
+pub enum StorageChoice<'a> {
+    /// The SQLite file.
+    Embedded(&'a PathBuf),
+    /// The OpenBao server.
+    OpenBao(&'a OpenBaoConfig),
+}
+
+/// A storage section that does not say where to store.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StorageConfigError {
+    /// `backend = "embedded"` without `path`.
+    #[error("storage.path is required with backend = \"embedded\"")]
+    MissingPath,
+    /// `backend = "openbao"` without `[storage.openbao]`.
+    #[error("[storage.openbao] is required with backend = \"openbao\"")]
+    MissingOpenBao,
+}
+
+impl StorageConfig {
+    /// The configured backend and its settings.
+    pub fn choice(&self) -> Result<StorageChoice<'_>, StorageConfigError> {
+        match self.backend {
+            Backend::Embedded => self
+                .path
+                .as_ref()
+                .map(StorageChoice::Embedded)
+                .ok_or(StorageConfigError::MissingPath),
+            Backend::Openbao => self
+                .openbao
+                .as_ref()
+                .map(StorageChoice::OpenBao)
+                .ok_or(StorageConfigError::MissingOpenBao),
+        }
+    }
 }
 
 /// Data key wrapping.
@@ -44,4 +103,46 @@ pub struct KeysConfig {
 pub struct AuditConfig {
     /// JSON-lines file the audit events are appended to (created if absent).
     pub path: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(toml_text: &str) -> StorageConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn the_embedded_store_is_the_default_and_openbao_is_chosen_by_name() {
+        let embedded = storage(r#"path = "var/data/credstore.db""#);
+        assert!(
+            matches!(embedded.choice(), Ok(StorageChoice::Embedded(p)) if p.ends_with("credstore.db"))
+        );
+        let bao = storage(
+            r#"
+            backend = "openbao"
+            [openbao]
+            address = "https://bao.internal:8200"
+            token = "s.never-printed"
+            "#,
+        );
+        match bao.choice() {
+            Ok(StorageChoice::OpenBao(c)) => {
+                assert_eq!(c.address, "https://bao.internal:8200");
+                assert_eq!(c.mount, "gbo");
+                assert!(!format!("{c:?}").contains("never-printed"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            storage("").choice().err(),
+            Some(StorageConfigError::MissingPath)
+        );
+        assert_eq!(
+            storage(r#"backend = "openbao""#).choice().err(),
+            Some(StorageConfigError::MissingOpenBao)
+        );
+        assert!(toml::from_str::<StorageConfig>(r#"backend = "consul""#).is_err());
+    }
 }

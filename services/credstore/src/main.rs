@@ -4,9 +4,11 @@ use std::{fs::OpenOptions, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use locksmith_credstore::{CredStore, CredStoreConfig, JsonLinesAudit, server};
+use locksmith_credstore::{
+    CredStore, CredStoreConfig, JsonLinesAudit, config::StorageChoice, server,
+};
 use locksmith_crypto::MasterKeyWrapper;
-use locksmith_store::{EmbeddedStore, system_clock};
+use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, system_clock};
 
 /// The Locksmith credential store (gRPC over mTLS).
 #[derive(Parser)]
@@ -31,8 +33,29 @@ async fn main() -> anyhow::Result<()> {
         )
         .context("loading TLS material")?;
     let clock = system_clock();
-    let store = EmbeddedStore::open(&config.storage.path, clock.clone())
-        .with_context(|| format!("opening {}", config.storage.path.display()))?;
+    match config.storage.choice()? {
+        StorageChoice::Embedded(path) => {
+            let store = EmbeddedStore::open(path, clock.clone())
+                .with_context(|| format!("opening {}", path.display()))?;
+            run(store, &config, &tls).await?;
+        }
+        StorageChoice::OpenBao(bao) => {
+            let store = OpenBaoStore::new(bao).context("configuring the OpenBao store")?;
+            run(store, &config, &tls).await?;
+        }
+    }
+    tracing::info!("credential store stopped");
+    telemetry.shutdown();
+    Ok(())
+}
+
+/// Serves the credential store over `store` until a shutdown signal.
+async fn run<S: DocumentStore>(
+    store: S,
+    config: &CredStoreConfig,
+    tls: &locksmith_tls::TlsMaterial,
+) -> anyhow::Result<()> {
+    let clock = system_clock();
     let wrapper = MasterKeyWrapper::load_or_create(&config.keys.master_key_file)
         .context("loading the master key")?;
     // Appending keeps the trail of earlier runs; events are whole lines.
@@ -53,12 +76,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, "credential store serving");
     server::serve(
         listener,
-        &tls,
+        tls,
         credstore,
         locksmith_telemetry::shutdown_signal(),
     )
     .await?;
-    tracing::info!("credential store stopped");
-    telemetry.shutdown();
     Ok(())
 }
