@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::{
-    ServingStatus,
     pb::health_server::{Health, HealthServer},
     server::HealthReporter,
 };
@@ -173,45 +172,28 @@ pub async fn serve<S: RegistryStore>(
     result
 }
 
-/// The health service and its reporter, NOT_SERVING for `""` and the
-/// registry until [`probe_storage`] has heard from storage:
-/// `health_reporter()` starts `""` at SERVING, which would tell a load
-/// balancer to route calls before storage was ever reached.
+/// The health service and its reporter, NOT_SERVING for [`HEALTH_NAMES`]
+/// until [`probe_storage`] has heard from storage.
 async fn health() -> (HealthReporter, HealthServer<impl Health>) {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    for name in HEALTH_NAMES {
-        reporter
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
-    }
-    (reporter, service)
+    locksmith_health::not_serving(&HEALTH_NAMES).await
 }
 
 /// Probes storage with `ping` every [`HEALTH_PROBE_EVERY`] and reports the
-/// outcome for `""` and the registry service, on every change.
-async fn probe_storage<F, Fut, E>(health: HealthReporter, mut ping: F)
+/// outcome for [`HEALTH_NAMES`], on every change.
+async fn probe_storage<F, Fut, E>(health: HealthReporter, ping: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let mut last = None;
-    loop {
-        let status = match ping().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(e) => {
-                tracing::warn!(error = %e, "registry storage probe failed");
-                ServingStatus::NotServing
-            }
-        };
-        if last != Some(status) {
-            for service in HEALTH_NAMES {
-                health.set_service_status(service, status).await;
-            }
-            last = Some(status);
-        }
-        tokio::time::sleep(HEALTH_PROBE_EVERY).await;
-    }
+    locksmith_health::probe(
+        health,
+        &HEALTH_NAMES,
+        HEALTH_PROBE_EVERY,
+        "registry storage",
+        ping,
+    )
+    .await;
 }
 
 #[cfg(test)]
