@@ -13,7 +13,7 @@ use locksmith_proto::registry::v1 as pb;
 use ring::digest;
 
 use super::{cache::TtlCache, jwt};
-use crate::Backends;
+use crate::{Backends, routes::api_keys::KeyRole};
 
 /// Most cached verification results per kind; beyond it the cache restarts.
 const MAX_CACHED: usize = 100_000;
@@ -83,15 +83,6 @@ fn digest_of(credential: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
-}
-
-fn role_from_pb(raw: i32) -> Option<Role> {
-    match pb::ApiKeyRole::try_from(raw).ok()? {
-        pb::ApiKeyRole::Read => Some(Role::Read),
-        pb::ApiKeyRole::Write => Some(Role::Write),
-        pb::ApiKeyRole::Admin => Some(Role::Admin),
-        pb::ApiKeyRole::Unspecified => None,
-    }
 }
 
 /// A backend failure while verifying: never a 401 (the caller's credential
@@ -226,7 +217,12 @@ impl Verifier {
                 Authenticated {
                     principal: Principal::Tenant {
                         tenant: id.clone(),
-                        roles: Roles::of(key_meta.roles.iter().filter_map(|r| role_from_pb(*r))),
+                        roles: Roles::of(
+                            key_meta
+                                .roles
+                                .iter()
+                                .filter_map(|r| KeyRole::from_pb(*r).map(Role::from)),
+                        ),
                         subject,
                     },
                     quota: Some(Quota {

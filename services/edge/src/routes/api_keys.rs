@@ -45,7 +45,7 @@ impl KeyRole {
         }
     }
 
-    fn from_pb(raw: i32) -> Option<Self> {
+    pub(crate) fn from_pb(raw: i32) -> Option<Self> {
         match pb::ApiKeyRole::try_from(raw).ok()? {
             pb::ApiKeyRole::Read => Some(KeyRole::Read),
             pb::ApiKeyRole::Write => Some(KeyRole::Write),

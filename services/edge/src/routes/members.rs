@@ -35,17 +35,8 @@ struct At {
     id: String,
 }
 
-/// An empty email would reach the registry as "no email"; the caller sent
-/// one, so it is checked like any other (`null` clears it in a PATCH).
-fn not_blank(email: Option<&str>) -> Result<(), Failure> {
-    if email == Some("") {
-        return Err(Failure(crate::problem::invalid_field(
-            "email",
-            "must be an email address (local@domain)",
-        )));
-    }
-    Ok(())
-}
+/// What an email must be (the domain's rule, as the registry says it).
+const EMAIL_RULE: &str = "must be an email address (local@domain)";
 
 fn no_email(kind: MemberKind, email: bool) -> Result<(), Failure> {
     if email && kind != MemberKind::User {
@@ -79,7 +70,7 @@ async fn create(
 ) -> Result<impl IntoResponse, Failure> {
     caller.authorize(&at.tenant, Access::Write)?;
     no_email(kind, body.email.is_some())?;
-    not_blank(body.email.as_deref())?;
+    super::not_blank("email", body.email.as_deref(), EMAIL_RULE)?;
     let mut registry = state.backends.registry.clone();
     let view: Option<MemberView> = match kind {
         MemberKind::Org => {
@@ -190,7 +181,11 @@ async fn patch(
 ) -> Result<ApiJson<MemberView>, Failure> {
     caller.authorize(&at.tenant, Access::Write)?;
     no_email(kind, body.email.is_some())?;
-    not_blank(body.email.as_ref().and_then(|e| e.as_deref()))?;
+    super::not_blank(
+        "email",
+        body.email.as_ref().and_then(|e| e.as_deref()),
+        EMAIL_RULE,
+    )?;
     let (display_name, email, labels, version, mask) = body.into_parts();
     let update_mask = Some(mask);
     let mut registry = state.backends.registry.clone();

@@ -14,3 +14,12 @@ pub(crate) fn missing(what: &str) -> Failure {
     tracing::error!(what, "backend response lacked its resource");
     Failure(ApiError::internal())
 }
+
+/// An empty string would reach the registry as "not set"; the caller sent a
+/// value, so it is refused like any other bad value of `field`.
+pub(crate) fn not_blank(field: &str, value: Option<&str>, must: &str) -> Result<(), Failure> {
+    if value == Some("") {
+        return Err(Failure(crate::problem::invalid_field(field, must)));
+    }
+    Ok(())
+}

@@ -20,17 +20,8 @@ use crate::{
     problem::Failure,
 };
 
-/// An empty domain would reach the registry as "no domain"; the caller sent
-/// one, so it is checked like any other (`null` clears it in a PATCH).
-fn not_blank_domain(domain: Option<&str>) -> Result<(), Failure> {
-    if domain == Some("") {
-        return Err(Failure(crate::problem::invalid_field(
-            "domain",
-            "must be a DNS name: dot-separated labels of letters, digits and '-'",
-        )));
-    }
-    Ok(())
-}
+/// What a domain must be (the domain's rule, as the registry says it).
+const DOMAIN_RULE: &str = "must be a DNS name: dot-separated labels of letters, digits and '-'";
 
 /// Create a tenant.
 #[utoipa::path(post, path = "/tenants", operation_id = "create_tenant", tag = "tenants", request_body = CreateTenant,
@@ -44,7 +35,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<impl IntoResponse, Failure> {
     caller.require_operator()?;
-    not_blank_domain(body.domain.as_deref())?;
+    super::not_blank("domain", body.domain.as_deref(), DOMAIN_RULE)?;
     let request = caller.request(pb::CreateTenantRequest {
         tenant: Some(body.into_pb()),
     });
@@ -147,7 +138,11 @@ pub async fn patch(
     ApiJson(body): ApiJson<PatchTenant>,
 ) -> Result<ApiJson<TenantView>, Failure> {
     caller.authorize(&tenant_id, Access::Admin)?;
-    not_blank_domain(body.domain.as_ref().and_then(|d| d.as_deref()))?;
+    super::not_blank(
+        "domain",
+        body.domain.as_ref().and_then(|d| d.as_deref()),
+        DOMAIN_RULE,
+    )?;
     if body.status.is_some() || body.quotas.is_some() {
         // A tenant may not lift its own suspension or quotas.
         caller.require_operator()?;
