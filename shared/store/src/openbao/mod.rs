@@ -6,6 +6,7 @@
 //! metadata, so nothing is emulated on our side. A store may be rooted at a
 //! prefix inside the mount: every key, listing and delete stays under it.
 
+mod auth;
 mod config;
 mod http;
 #[cfg(test)]
@@ -15,8 +16,8 @@ mod wire;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-pub use config::OpenBaoConfig;
-use http::{Answer, Transport};
+pub use config::{AppRoleConfig, OpenBaoConfig};
+pub use http::{Answer, OpenBaoClient, Request, Retry};
 
 use crate::{Cas, Child, Document, DocumentStore, Key, Metadata, StoreError, check};
 
@@ -41,7 +42,7 @@ fn reachable(versions: &[u64]) -> Option<Vec<u64>> {
 
 /// Documents in an OpenBao KV v2 mount (see the module docs).
 pub struct OpenBaoStore {
-    http: Transport,
+    http: OpenBaoClient,
     /// `<mount>/`.
     mount: String,
     /// `<prefix>/` or empty.
@@ -49,7 +50,7 @@ pub struct OpenBaoStore {
 }
 
 impl std::fmt::Debug for OpenBaoStore {
-    // The transport holds the token: show only where the documents live.
+    // The client holds the token: show only where the documents live.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenBaoStore")
             .field("mount", &self.mount)
@@ -64,10 +65,16 @@ impl OpenBaoStore {
     pub fn new(config: &OpenBaoConfig) -> Result<Self, StoreError> {
         let (mount, prefix) = config.validated()?;
         Ok(Self {
-            http: Transport::new(config)?,
+            http: OpenBaoClient::new(config)?,
             mount,
             prefix,
         })
+    }
+
+    /// The store's client (same server, same identity, same token renewal),
+    /// for other OpenBao users in the process such as Transit key wrapping.
+    pub fn client(&self) -> OpenBaoClient {
+        self.http.clone()
     }
 
     /// `<mount>/<op>/<prefix><key>`.
@@ -97,7 +104,7 @@ impl OpenBaoStore {
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, StoreError> {
-        self.http.send(Method::GET, path, query, None).await
+        self.http.kv(Method::GET, path, query, None).await
     }
 
     /// A delete-like call (`soft_delete`, `undelete`, `destroy`,
@@ -108,7 +115,7 @@ impl OpenBaoStore {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(), StoreError> {
-        let answer = self.http.send(method.clone(), path, &[], body).await?;
+        let answer = self.http.kv(method.clone(), path, &[], body).await?;
         match answer.status {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
             _ => Err(invalid(&method, path, &answer)),
@@ -163,7 +170,7 @@ impl DocumentStore for OpenBaoStore {
         // Not retried: a write that failed on the way back may have landed.
         let answer = self
             .http
-            .send(Method::POST, &path, &[], Some(&request))
+            .kv(Method::POST, &path, &[], Some(&request))
             .await?;
         match answer.status {
             s if s.is_success() => wire::written_version(answer.json()?),
