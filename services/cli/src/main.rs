@@ -1,6 +1,6 @@
 //! `locksmith`: the operator's command.
 
-use locksmith_cli::{api_key, migrate_cmd, pki};
+use locksmith_cli::{api_key, keys, migrate_cmd, pki};
 
 use std::path::PathBuf;
 
@@ -26,10 +26,36 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Tenants' data keys in the credential store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Move configuration into the credential store.
     Migrate {
         #[command(subcommand)]
         command: MigrateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start a new key version: new writes use it at once, and the store
+    /// re-encrypts older values in the background (each rewrite is a new
+    /// secret version). Prints the new key version.
+    Rotate {
+        /// The credential store's gRPC address.
+        #[arg(long, default_value = "https://127.0.0.1:7102")]
+        credstore: String,
+        /// Where the PKI lives (the `cli` certificate is used).
+        #[arg(long, default_value = "var/pki")]
+        pki: PathBuf,
+        /// The tenant whose key to rotate.
+        #[arg(long, conflicts_with = "system", required_unless_present = "system")]
+        tenant: Option<String>,
+        /// Rotate the system scope's key instead.
+        #[arg(long)]
+        system: bool,
     },
 }
 
@@ -145,6 +171,26 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(api_key::create(&registry, &pki, owner, &name, &mut out))
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    credstore,
+                    pki,
+                    tenant,
+                    system: _,
+                },
+        } => {
+            // clap requires exactly one of --tenant and --system.
+            let owner = match &tenant {
+                Some(tenant) => keys::Owner::Tenant(tenant),
+                None => keys::Owner::System,
+            };
+            locksmith_tls::install_crypto_provider();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(keys::rotate(&credstore, &pki, owner, &mut out))
         }
         Command::Migrate {
             command:

@@ -69,7 +69,22 @@ impl From<StoreError> for CredError {
 impl From<CryptoError> for CredError {
     fn from(e: CryptoError) -> Self {
         // CryptoError messages hold owners, versions and fixed reasons only.
-        CredError::Internal(e.to_string())
+        match e {
+            // Transit unreachable or timing out is an outage like the
+            // store's: retryable, UNAVAILABLE, not our bug.
+            CryptoError::Unavailable { reason } => CredError::Unavailable(reason),
+            e @ (CryptoError::Undecryptable
+            | CryptoError::UnknownKeyVersion { .. }
+            | CryptoError::Malformed { .. }
+            | CryptoError::KeyUnwrap { .. }
+            | CryptoError::MalformedWrappedKey { .. }
+            | CryptoError::OwnerMismatch { .. }
+            | CryptoError::InvalidKeyRing { .. }
+            | CryptoError::MasterKeyFile { .. }
+            | CryptoError::TooLong
+            | CryptoError::Randomness
+            | CryptoError::Backend { .. }) => CredError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -183,5 +198,22 @@ mod tests {
         assert_eq!(invalid.violations[0].field, "fields.smtp-port");
         let unavailable = ApiError::from(CredError::Unavailable("disk".into()));
         assert_eq!(unavailable.retry_after, Some(RETRY_AFTER));
+    }
+
+    #[test]
+    fn an_unreachable_key_wrapper_is_unavailable_and_its_refusals_internal() {
+        let down = CredError::from(CryptoError::Unavailable {
+            reason: "openbao POST transit/decrypt/acme: timed out".into(),
+        });
+        assert_eq!(down.code(), ErrorCode::Unavailable);
+        assert_eq!(ApiError::from(down).retry_after, Some(RETRY_AFTER));
+        let refused = CredError::from(CryptoError::Backend {
+            reason: "403 permission denied".into(),
+        });
+        assert_eq!(refused.code(), ErrorCode::Internal);
+        let shredded = CredError::from(CryptoError::KeyUnwrap {
+            owner: "tenant acme".into(),
+        });
+        assert_eq!(shredded.code(), ErrorCode::Internal);
     }
 }

@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use locksmith_auth::Principal;
-use locksmith_crypto::KeyWrapper;
+use locksmith_crypto::{KeyWrapper, Owner};
 use locksmith_domain::{
     MemberId, MemberKind, Scope, TenantId,
     secrets::{SecretName, SecretRef},
@@ -369,12 +369,23 @@ impl<S: DocumentStore, W: KeyWrapper + 'static> CredentialStoreService for CredS
         request: Request<pb::RotateTenantKeyRequest>,
     ) -> Rpc<pb::RotateTenantKeyResponse> {
         let principal = Principal::of(&request)?.clone();
-        match key_owner(&request.into_inner().owner)? {
-            Some(tenant) => self.store.rotate_tenant_key(&principal, &tenant).await,
-            None => self.store.rotate_system_key(&principal).await,
-        }
-        .map_err(status)?;
-        Ok(Response::new(pb::RotateTenantKeyResponse {}))
+        let (owner, version) = match key_owner(&request.into_inner().owner)? {
+            Some(tenant) => {
+                let version = self.store.rotate_tenant_key(&principal, &tenant).await;
+                (Owner::Tenant(tenant), version)
+            }
+            None => (
+                Owner::System,
+                self.store.rotate_system_key(&principal).await,
+            ),
+        };
+        let version = version.map_err(status)?;
+        // The answer does not wait for the sweep: it may take long, and reads
+        // and writes go on meanwhile (see the crate docs).
+        self.store.spawn_reencryption(owner);
+        Ok(Response::new(pb::RotateTenantKeyResponse {
+            key_version: version.get(),
+        }))
     }
 
     async fn shred_tenant_key(

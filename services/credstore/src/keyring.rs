@@ -5,10 +5,15 @@ use std::sync::Arc;
 use locksmith_auth::Principal;
 use locksmith_crypto::{KeyRing, KeyVersion, KeyWrapper, Owner, WrappedKey};
 use locksmith_domain::TenantId;
-use locksmith_store::{Cas, DocumentStore, Key, StoreError};
+use locksmith_store::{Cas, Child, DocumentStore, Key, StoreError};
+use locksmith_tls::ServiceName;
 use serde::{Deserialize, Serialize};
 
-use crate::{CredError, CredStore, Operation, Record};
+use crate::{
+    CredError, CredStore, Operation, Record,
+    ops::store_key,
+    rotation::{may_hold_secrets, root_of, secret_at},
+};
 
 /// Where an owner's wrapped key versions are stored: outside `system/` and
 /// `tenants/`, so no secret name reaches it (see the crate docs).
@@ -81,34 +86,40 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             Owner::Tenant(tenant.clone()),
         )
         .await
+        .map(drop)
     }
 
     /// Creates the system scope's key ring (at deployment set-up).
     pub async fn provision_system_key(&self, principal: &Principal) -> Result<(), CredError> {
         self.audited_key_op(principal, Operation::ProvisionKey, Owner::System)
             .await
+            .map(drop)
     }
 
-    /// Starts a new key version for `tenant`: new writes seal with it at
-    /// once, older values still open. Re-encrypting old values is a later
-    /// sweep.
+    /// Starts a new key version for `tenant` and answers it: new writes
+    /// seal with it at once, older values still open. Re-encrypting older
+    /// values is [`CredStore::reencrypt`]'s sweep (started in the
+    /// background by the gRPC call); its progress marker is written here,
+    /// before the new version, so a crash cannot lose the sweep.
     pub async fn rotate_tenant_key(
         &self,
         principal: &Principal,
         tenant: &TenantId,
-    ) -> Result<(), CredError> {
+    ) -> Result<KeyVersion, CredError> {
         self.audited_key_op(
             principal,
             Operation::RotateKey,
             Owner::Tenant(tenant.clone()),
         )
         .await
+        .and_then(rotated)
     }
 
-    /// Starts a new key version for the system scope.
-    pub async fn rotate_system_key(&self, principal: &Principal) -> Result<(), CredError> {
+    /// Starts a new key version for the system scope and answers it.
+    pub async fn rotate_system_key(&self, principal: &Principal) -> Result<KeyVersion, CredError> {
         self.audited_key_op(principal, Operation::RotateKey, Owner::System)
             .await
+            .and_then(rotated)
     }
 
     /// Crypto-shreds `tenant`: destroys every version of its key document,
@@ -125,19 +136,61 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             Owner::Tenant(tenant.clone()),
         )
         .await
+        .map(drop)
     }
 
+    /// Gives the system scope its key if it has none, as the credential
+    /// store itself: operators store the suite's own credentials there, and
+    /// a deployment should not need a separate set-up step first. Answers
+    /// whether it made one. Run at start; harmless on every start.
+    pub async fn ensure_system_key(&self) -> Result<bool, CredError> {
+        if self.ring(&Owner::System).await?.is_some() {
+            return Ok(false);
+        }
+        let itself = Principal::Service {
+            service: ServiceName::CredentialStore,
+        };
+        let result = self.provision(&Owner::System).await;
+        self.cache.clear();
+        let mut record = Record::new(
+            &itself,
+            Operation::ProvisionKey,
+            key_ring_path(&Owner::System),
+        );
+        record.version = result.as_ref().ok().map(|v| u64::from(v.get()));
+        self.audit(record, &result).await;
+        match result {
+            Ok(_) => Ok(true),
+            // Another replica made it meanwhile.
+            Err(CredError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs a key operation; answers the owner's current key version when
+    /// the operation leaves one (provision, rotate), and audits it with that
+    /// version.
     async fn audited_key_op(
         &self,
         principal: &Principal,
         operation: Operation,
         owner: Owner,
-    ) -> Result<(), CredError> {
+    ) -> Result<Option<KeyVersion>, CredError> {
         let result = self.key_op(principal, operation, &owner).await;
-        self.audit(
-            Record::new(principal, operation, key_ring_path(&owner)),
-            &result,
-        );
+        // Answers resolved under the old key state (a shredded tenant's, a
+        // system fallback before its key existed) must not outlive it.
+        match &owner {
+            Owner::Tenant(t) => self.cache.invalidate_tenant(t),
+            Owner::System => self.cache.clear(),
+        }
+        let mut record = Record::new(principal, operation, key_ring_path(&owner));
+        record.version = result
+            .as_ref()
+            .ok()
+            .copied()
+            .flatten()
+            .map(|v| u64::from(v.get()));
+        self.audit(record, &result).await;
         result
     }
 
@@ -146,7 +199,7 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         principal: &Principal,
         operation: Operation,
         owner: &Owner,
-    ) -> Result<(), CredError> {
+    ) -> Result<Option<KeyVersion>, CredError> {
         principal
             .require_operator()
             .map_err(|d| CredError::PermissionDenied {
@@ -156,16 +209,19 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
                 },
             })?;
         match operation {
-            Operation::ProvisionKey => self.provision(owner).await,
-            Operation::RotateKey => self.rotate(owner).await,
-            Operation::ShredKey => self.shred(owner).await,
+            Operation::ProvisionKey => self.provision(owner).await.map(Some),
+            Operation::RotateKey => self.rotate(owner).await.map(Some),
+            Operation::ShredKey => self.shred(owner).await.map(|()| None),
             other => Err(CredError::Internal(format!(
                 "{other:?} is not a key operation"
             ))),
         }
     }
 
-    async fn provision(&self, owner: &Owner) -> Result<(), CredError> {
+    async fn provision(&self, owner: &Owner) -> Result<KeyVersion, CredError> {
+        // The wrapper's own key for the owner (Transit's `transit/keys/{t}`);
+        // idempotent, so it also runs when the key ring exists already.
+        self.wrapper.provision(owner).await?;
         let (ring, wrapped) = KeyRing::create(&self.wrapper, owner.clone()).await?;
         let body = KeyDoc::encode(&[wrapped])?;
         match self
@@ -175,14 +231,14 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         {
             Ok(_) => {
                 self.cache_ring(owner.clone(), Some(Arc::new(ring)));
-                Ok(())
+                Ok(KeyVersion::FIRST)
             }
             Err(StoreError::Conflict { .. }) => Err(CredError::AlreadyExists("key")),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn rotate(&self, owner: &Owner) -> Result<(), CredError> {
+    async fn rotate(&self, owner: &Owner) -> Result<KeyVersion, CredError> {
         let key = key_of(owner)?;
         let doc = self.store.read(&key, None).await.map_err(key_missing)?;
         let mut wrapped = KeyDoc::decode(owner, &doc.body)?;
@@ -190,11 +246,15 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         // cache keeps serving readers until the new version is stored.
         let mut ring = KeyRing::load(&self.wrapper, owner.clone(), &wrapped).await?;
         wrapped.push(ring.rotate(&self.wrapper).await?);
+        let version = ring.current().version();
+        // The sweep's marker first: once the new version is stored, a crash
+        // must still leave the re-encryption to do (rotation.rs).
+        self.mark_reencryption(owner, version).await?;
         self.store
             .write(&key, KeyDoc::encode(&wrapped)?, Cas::Version(doc.version))
             .await?;
         self.cache_ring(owner.clone(), Some(Arc::new(ring)));
-        Ok(())
+        Ok(version)
     }
 
     async fn shred(&self, owner: &Owner) -> Result<(), CredError> {
@@ -211,8 +271,40 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        // Outside the match: re-running a half-done shred finishes it.
+        self.wrapper.shred(owner).await?;
+        // The ciphertext is unreadable now; erasing it too means a tenant
+        // later created with the same id starts empty instead of tripping
+        // over documents no key opens.
+        self.erase_sealed(owner).await?;
+        // Nothing is left to re-encrypt; a running sweep stops at its next
+        // document when it finds no ring.
+        self.unmark_reencryption(owner).await?;
         // Again, in case a reader re-loaded the ring while we were erasing.
         self.cache_ring(owner.clone(), None);
+        Ok(())
+    }
+
+    /// Erases every secret document of `owner` with its history (its key
+    /// is gone; see `shred`). Other services' records under the same prefix
+    /// (the registry's `config`, API keys…) are theirs to remove.
+    async fn erase_sealed(&self, owner: &Owner) -> Result<(), CredError> {
+        let mut folders = vec![root_of(owner)];
+        while let Some(folder) = folders.pop() {
+            if !may_hold_secrets(&folder) {
+                continue;
+            }
+            for child in self.children(&store_key(&folder)?).await? {
+                let path = format!("{folder}/{}", child.name());
+                match child {
+                    Child::Folder(_) => folders.push(path),
+                    Child::Document(_) if secret_at(&path).is_some() => {
+                        self.store.delete_all(&store_key(&path)?).await?;
+                    }
+                    Child::Document(_) => {}
+                }
+            }
+        }
         Ok(())
     }
 
@@ -241,6 +333,11 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         self.cache_ring(owner.clone(), Some(ring.clone()));
         Ok(Some(ring))
     }
+}
+
+/// The version a rotation answered (it always answers one).
+fn rotated(version: Option<KeyVersion>) -> Result<KeyVersion, CredError> {
+    version.ok_or_else(|| CredError::Internal("rotation answered no key version".into()))
 }
 
 fn key_missing(e: StoreError) -> CredError {

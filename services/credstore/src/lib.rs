@@ -29,6 +29,35 @@
 //! survives a shred until it is restarted or invalidated — the gRPC layer
 //! must broadcast invalidation (not done here).
 //!
+//! # Rotation and re-encryption
+//!
+//! [`CredStore::rotate_tenant_key`] adds a key version that seals every
+//! write from then on (older versions keep opening what they sealed), and
+//! answers that version. The gRPC call then starts a background sweep
+//! ([`CredStore::spawn_reencryption`]) that rewrites every secret of the
+//! owner whose latest version is sealed under an older key, sealed under
+//! the newest, with check-and-set on the version it read:
+//! - a rewrite is a **new secret version** (same fields): a writer holding
+//!   the old version number gets VERSION_CONFLICT and must re-read and
+//!   retry, as after any other write; a concurrent write wins, and the sweep
+//!   re-reads the secret and leaves it if it is sealed under the newest key;
+//! - reads and writes go on throughout; resolve answers change version but
+//!   not content;
+//! - it is resumable: progress (the storage path reached, the key version
+//!   aimed at) is kept in a document beside the key ring
+//!   ([`reencryption_marker_path`]), written before the new key version, so
+//!   a sweep interrupted by a crash or a shutdown continues at the next start
+//!   ([`CredStore::resume_reencryption`]). Documents already sealed under the
+//!   newest key cost one read;
+//! - versions other than the latest, and a latest version that is
+//!   soft-deleted, keep their old key versions (still in the ring, never
+//!   retired); a value that does not open is left alone and logged by path;
+//! - shredding the key stops a running sweep at its next document.
+//!
+//! Another replica keeps sealing with its cached ring until it reloads it
+//! (see above), so the guarantee that every latest version ends under the
+//! newest key holds for the writes the sweep can see.
+//!
 //! # Resolution
 //!
 //! [`CredStore::resolve`] walks the scope's ancestry (bot → org → tenant →
@@ -46,10 +75,26 @@
 //! The system scope is visited only for suite services and operators: tenant
 //! principals never read the suite's own credentials.
 //!
+//! # The resolve cache
+//!
+//! With [`CredStore::with_resolve_cache`] (the binary's `[cache]` section:
+//! `ttl_ms`, default 3000, 0 disables it; `max_entries`, default 10 000),
+//! resolve answers, found or not, are kept decrypted in memory (in the same
+//! zeroizing types) for at most `ttl_ms`. Authorization runs on every call;
+//! the answer is exactly the one an uncached walk would give that caller,
+//! because the key holds what the walk depends on (name, scope asked, and
+//! whether the caller may see the system scope). Any write through this
+//! replica drops every answer it could change before it returns; writes
+//! through other replicas are visible after at most `ttl_ms`. A cache hit is
+//! audited like any resolve. See `cache.rs` for the details.
+//!
 //! # Audit
 //!
 //! Every call leaves exactly one [`AuditEvent`], success or failure, without
-//! any value.
+//! any value (a cached resolve too); each re-encryption rewrite leaves one,
+//! as `service credstore`. [`JsonLinesAudit`] writes them from a background
+//! thread behind a bounded queue: a full queue makes callers wait, nothing
+//! is dropped, and [`JsonLinesAudit::close`] writes out the rest at shutdown.
 //!
 //! # Serving
 //!
@@ -59,14 +104,17 @@
 //! `locksmith-credstore` binary reads [`CredStoreConfig`].
 
 mod audit;
+mod cache;
 pub mod config;
 mod error;
 mod grpc;
 mod keyring;
 mod ops;
 mod policy;
+mod rotation;
 mod secret;
 pub mod server;
+pub mod wrapper;
 
 #[cfg(test)]
 mod tests;
@@ -80,11 +128,17 @@ use locksmith_auth::Principal;
 use locksmith_crypto::{KeyRing, KeyWrapper, Owner};
 use locksmith_store::{Clock, DocumentStore};
 
-pub use audit::{AuditEvent, AuditSink, JsonLinesAudit, MemoryAudit, Operation, Outcome};
+use crate::{cache::ResolveCache, rotation::Sweeps};
+
+pub use audit::{
+    AUDIT_QUEUE, AuditEvent, AuditSink, JsonLinesAudit, MemoryAudit, Operation, Outcome, Recording,
+};
+pub use cache::CacheConfig;
 pub use config::CredStoreConfig;
 pub use error::CredError;
 pub use grpc::CredStoreApi;
 pub use keyring::key_ring_path;
+pub use rotation::{SweepReport, reencryption_marker_path};
 pub use secret::{Secret, SecretFields};
 
 /// The credential store: secrets in `S`, data keys wrapped by `W`, every call
@@ -97,6 +151,10 @@ pub struct CredStore<S, W> {
     /// Unwrapped key rings by owner, loaded on first use so a read is one
     /// storage round trip.
     rings: Mutex<HashMap<Owner, Arc<KeyRing>>>,
+    /// Decrypted resolve answers (see the crate docs).
+    cache: ResolveCache,
+    /// Background re-encryption sweeps of this process.
+    sweeps: Sweeps,
 }
 
 impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
@@ -109,7 +167,16 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             audit,
             clock,
             rings: Mutex::new(HashMap::new()),
+            cache: ResolveCache::new(CacheConfig::DISABLED),
+            sweeps: Sweeps::default(),
         }
+    }
+
+    /// Serves resolves from a cache of decrypted answers (see the crate
+    /// docs); without this call every resolve reads storage.
+    pub fn with_resolve_cache(mut self, config: CacheConfig) -> Self {
+        self.cache = ResolveCache::new(config);
+        self
     }
 
     /// The underlying document store (for sweeps and tests).
@@ -117,13 +184,14 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         &self.store
     }
 
-    /// Records one event for a call that ended with `result`.
-    fn audit<T>(&self, record: Record<'_>, result: &Result<T, CredError>) {
+    /// Records one event for a call that ended with `result`. Waits only
+    /// if the sink applies backpressure.
+    async fn audit<T>(&self, record: Record<'_>, result: &Result<T, CredError>) {
         let outcome = match result {
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::Failed(e.code().to_string()),
         };
-        self.audit.record(&AuditEvent {
+        let event = AuditEvent {
             at: (self.clock)(),
             principal: record.principal.describe(),
             operation: record.operation,
@@ -131,7 +199,8 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             version: record.version,
             answered_by: record.answered_by,
             outcome,
-        });
+        };
+        self.audit.record(event).await;
     }
 
     fn cached_ring(&self, owner: &Owner) -> Option<Arc<KeyRing>> {

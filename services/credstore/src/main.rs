@@ -5,9 +5,8 @@ use std::{fs::OpenOptions, path::PathBuf, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use locksmith_credstore::{
-    CredStore, CredStoreConfig, JsonLinesAudit, config::StorageChoice, server,
+    CredStore, CredStoreConfig, JsonLinesAudit, config::StorageChoice, server, wrapper::Wrapper,
 };
-use locksmith_crypto::MasterKeyWrapper;
 use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, system_clock};
 
 /// The Locksmith credential store (gRPC over mTLS).
@@ -37,11 +36,16 @@ async fn main() -> anyhow::Result<()> {
         StorageChoice::Embedded(path) => {
             let store = EmbeddedStore::open(path, clock.clone())
                 .with_context(|| format!("opening {}", path.display()))?;
-            run(store, &config, &tls).await?;
+            let wrapper =
+                Wrapper::from_config(&config.keys, None).context("setting up key wrapping")?;
+            run(store, wrapper, &config, &tls).await?;
         }
         StorageChoice::OpenBao(bao) => {
             let store = OpenBaoStore::new(bao).context("configuring the OpenBao store")?;
-            run(store, &config, &tls).await?;
+            // Transit shares the store's client: one login, one renewal.
+            let wrapper = Wrapper::from_config(&config.keys, Some(store.client()))
+                .context("setting up key wrapping")?;
+            run(store, wrapper, &config, &tls).await?;
         }
     }
     tracing::info!("credential store stopped");
@@ -49,37 +53,55 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the credential store over `store` until a shutdown signal.
+/// Serves the credential store over `store`, keys wrapped by `wrapper`,
+/// until a shutdown signal.
 async fn run<S: DocumentStore>(
     store: S,
+    wrapper: Wrapper,
     config: &CredStoreConfig,
     tls: &locksmith_tls::TlsMaterial,
 ) -> anyhow::Result<()> {
     let clock = system_clock();
-    let wrapper = MasterKeyWrapper::load_or_create(&config.keys.master_key_file)
-        .context("loading the master key")?;
     // Appending keeps the trail of earlier runs; events are whole lines.
     let audit_file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&config.audit.path)
         .with_context(|| format!("opening {}", config.audit.path.display()))?;
-    let credstore = Arc::new(CredStore::new(
-        store,
-        wrapper,
-        Arc::new(JsonLinesAudit::new(audit_file)),
-        clock,
-    ));
+    // Written from a background thread; closed below so that no event of
+    // a drained call is lost on SIGTERM.
+    let audit = Arc::new(JsonLinesAudit::start(audit_file).context("starting the audit writer")?);
+    let credstore = Arc::new(
+        CredStore::new(store, wrapper, audit.clone(), clock)
+            .with_resolve_cache(config.cache.config()),
+    );
+    match credstore.ensure_system_key().await {
+        Ok(true) => tracing::info!("provisioned the system scope's key"),
+        Ok(false) => {}
+        // Serving anyway: tenants' secrets do not need it, and the next start retries.
+        Err(e) => tracing::warn!(error = %e, "cannot provision the system scope's key"),
+    }
+    // Re-encryption interrupted by the last stop (or a crash) goes on.
+    match credstore.resume_reencryption().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sweeps = n, "resuming re-encryption after key rotation"),
+        Err(e) => tracing::warn!(error = %e, "cannot look for pending re-encryption"),
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, "credential store serving");
-    server::serve(
+    let served = server::serve(
         listener,
         tls,
-        credstore,
+        Arc::clone(&credstore),
         locksmith_telemetry::shutdown_signal(),
     )
-    .await?;
+    .await;
+    // Calls are drained; sweeps save their progress; then every audit
+    // event still queued is written before the process exits.
+    credstore.stop_reencryption().await;
+    audit.close().await;
+    served?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use locksmith_store::{Cas, Child, DocumentStore, Key, StoreError};
 
 use crate::{
     CredError, CredStore, Operation, Record, Secret, SecretFields,
+    cache::Answer,
     policy::{check, falls_back},
     secret::{PlainFields, open_body, seal_body},
 };
@@ -23,13 +24,13 @@ use crate::{
 /// Store page size when walking a scope for [`CredStore::list`].
 const WALK_PAGE: usize = 256;
 
-fn owner_of(scope: &Scope) -> Owner {
+pub(crate) fn owner_of(scope: &Scope) -> Owner {
     scope
         .tenant()
         .map_or(Owner::System, |t| Owner::Tenant(t.clone()))
 }
 
-fn store_key(path: &str) -> Result<Key, CredError> {
+pub(crate) fn store_key(path: &str) -> Result<Key, CredError> {
     // Scope ids and secret names are narrower than the key grammar, so a
     // failure here is a bug, not a caller's mistake.
     Key::parse(path).map_err(|e| CredError::Internal(format!("storage path: {e}")))
@@ -51,6 +52,25 @@ fn check_versions(versions: &[u64], required: bool) -> Result<(), CredError> {
     Ok(())
 }
 
+/// Whether a write call that ended with `result` may have changed storage,
+/// so that cached answers must go: yes on success, and on failures that can
+/// come after the store applied the write (a timeout, a corrupt answer); no
+/// when it was refused before, or by check-and-set.
+pub(crate) fn may_have_written<T>(result: &Result<T, CredError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(CredError::Unavailable(_) | CredError::Internal(_)) => true,
+        Err(
+            CredError::NotFound(_)
+            | CredError::AlreadyExists(_)
+            | CredError::VersionConflict { .. }
+            | CredError::Invalid(_)
+            | CredError::InvalidArgument { .. }
+            | CredError::PermissionDenied { .. },
+        ) => false,
+    }
+}
+
 /// Which versions a delete-like call touched, for the audit record.
 fn one_version(versions: &[u64]) -> Option<u64> {
     match versions {
@@ -70,7 +90,7 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         let result = self.get_inner(principal, secret, version).await;
         let mut record = Record::new(principal, Operation::Get, secret.resource_name());
         record.version = result.as_ref().ok().map(|s| s.version).or(version);
-        self.audit(record, &result);
+        self.audit(record, &result).await;
         result
     }
 
@@ -111,9 +131,12 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         cas: Cas,
     ) -> Result<u64, CredError> {
         let result = self.put_inner(principal, secret, fields, cas).await;
+        if may_have_written(&result) {
+            self.cache.invalidate(&secret.scope, secret.name.as_str());
+        }
         let mut record = Record::new(principal, Operation::Put, secret.resource_name());
         record.version = result.as_ref().ok().copied();
-        self.audit(record, &result);
+        self.audit(record, &result).await;
         result
     }
 
@@ -158,7 +181,7 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
     ) -> Result<Vec<SecretName>, CredError> {
         let result = self.list_inner(principal, scope, after, limit).await;
         let record = Record::new(principal, Operation::List, scope.storage_path());
-        self.audit(record, &result);
+        self.audit(record, &result).await;
         result
     }
 
@@ -246,7 +269,7 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         Ok(out)
     }
 
-    async fn children(&self, prefix: &Key) -> Result<Vec<Child>, CredError> {
+    pub(crate) async fn children(&self, prefix: &Key) -> Result<Vec<Child>, CredError> {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -278,7 +301,7 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             record.version = Some(found.version);
             record.answered_by = Some(found.secret_ref.scope.to_string());
         }
-        self.audit(record, &result);
+        self.audit(record, &result).await;
         result
     }
 
@@ -287,11 +310,45 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         principal: &Principal,
         secret: &SecretRef,
     ) -> Result<Secret, CredError> {
+        // Authorization and the key check run on every call, cached or not.
         check(principal, &secret.scope, Access::Read)?;
         // A tenant without a key does not exist: no fallback to system either.
         if secret.scope.tenant().is_some() {
             self.require_key(&owner_of(&secret.scope)).await?;
         }
+        // Tenant principals stop before the system scope (policy::check).
+        // Every other scope of the walk is in the tenant just authorized, so
+        // this is all the walk (and the cache key) needs of the principal.
+        let sees_system = check(principal, &Scope::System, Access::Read).is_ok();
+        let now = (self.clock)();
+        if let Some(answer) = self
+            .cache
+            .get(&secret.scope, secret.name.as_str(), sees_system, now)
+        {
+            return answer.to_secret().ok_or(CredError::NotFound("secret"));
+        }
+        let epoch = self.cache.epoch();
+        let result = self.walk(secret, sees_system).await;
+        let answer = match &result {
+            Ok(found) => Some(Answer::Found(Arc::new(Secret {
+                secret_ref: found.secret_ref.clone(),
+                version: found.version,
+                created: found.created,
+                fields: found.fields.clone(),
+            }))),
+            Err(CredError::NotFound(_)) => Some(Answer::Missing),
+            // Failures are not answers: the next call tries storage again.
+            Err(_) => None,
+        };
+        if let Some(answer) = answer {
+            self.cache.put(epoch, secret, sees_system, answer, now);
+        }
+        result
+    }
+
+    /// The uncached walk: one storage read per scope visited, then one
+    /// local decryption.
+    async fn walk(&self, secret: &SecretRef, sees_system: bool) -> Result<Secret, CredError> {
         let name = secret.name.as_str();
         let scopes: Vec<Scope> = if falls_back(Level::of(&secret.scope), name) {
             secret.scope.ancestry().collect()
@@ -299,8 +356,7 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             vec![secret.scope.clone()]
         };
         for scope in scopes {
-            // Tenant principals stop before the system scope (policy::check).
-            if check(principal, &scope, Access::Read).is_err() {
+            if scope == Scope::System && !sees_system {
                 break;
             }
             // A name valid below may be reserved above (`api-keys/…`).
@@ -379,9 +435,12 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         let result = self
             .delete_inner(principal, secret, versions, operation)
             .await;
+        if may_have_written(&result) {
+            self.cache.invalidate(&secret.scope, secret.name.as_str());
+        }
         let mut record = Record::new(principal, operation, secret.resource_name());
         record.version = one_version(versions);
-        self.audit(record, &result);
+        self.audit(record, &result).await;
         result
     }
 
@@ -397,8 +456,15 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         check_versions(versions, required)?;
         self.require_key(&owner_of(&secret.scope)).await?;
         let key = store_key(&secret.storage_path())?;
-        // The store forgives absent keys (sweeps); callers are told.
+        // The store forgives absent keys and versions (sweeps); callers
+        // naming one are told.
         let meta = self.store.metadata(&key).await?;
+        if versions
+            .iter()
+            .any(|v| !meta.versions.iter().any(|known| known.version == *v))
+        {
+            return Err(CredError::NotFound("version"));
+        }
         match operation {
             Operation::SoftDelete => self.store.soft_delete(&key, versions).await?,
             Operation::Undelete => self.store.undelete(&key, versions).await?,

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use locksmith_crypto::{Aad, KeyRing, Owner, Sealed};
+use locksmith_crypto::{Aad, KeyRing, KeyVersion, Owner, Sealed};
 use locksmith_domain::secrets::SecretRef;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -129,6 +129,21 @@ pub(crate) fn seal_body(
     }
     serde_json::to_vec(&Body { fields: sealed })
         .map_err(|e| CredError::Internal(format!("cannot encode {path}: {e}")))
+}
+
+/// The oldest key version any field of a document body is sealed with
+/// (`None`: no fields), read from the sealed texts without decrypting.
+pub(crate) fn oldest_key_version(path: &str, body: &[u8]) -> Result<Option<KeyVersion>, CredError> {
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|e| CredError::Internal(format!("document {path} is corrupt: {e}")))?;
+    let mut oldest = None;
+    for (name, text) in body.fields {
+        let sealed = Sealed::parse(text)
+            .map_err(|e| CredError::Internal(format!("{path} field {name}: {e}")))?;
+        let v = sealed.key_version();
+        oldest = Some(oldest.map_or(v, |o: KeyVersion| o.min(v)));
+    }
+    Ok(oldest)
 }
 
 /// Opens a document body read from `path`. Anything that does not parse or

@@ -71,8 +71,14 @@ pub fn allow_list() -> AllowList {
         );
     }
     // The operator's `locksmith migrate env` reads and writes system secrets
-    // (as the operator it forwards) and provisions the system key.
-    for rpc in ["GetSecret", "PutSecret", "ProvisionTenantKey"] {
+    // (as the operator it forwards) and provisions the system key;
+    // `locksmith keys rotate` rotates a tenant's or the system's key.
+    for rpc in [
+        "GetSecret",
+        "PutSecret",
+        "ProvisionTenantKey",
+        "RotateTenantKey",
+    ] {
         list = list.allow(
             &format!("{SERVICE}{rpc}"),
             [Allowed::Service(ServiceName::Cli)],
@@ -216,9 +222,16 @@ mod tests {
                 assert!(!list.permits(&path(rpc), &svc(who)), "{rpc} {who:?}");
             }
         }
-        // The operator's `locksmith migrate env`: these three, nothing else.
+        // The operator's `locksmith migrate env` and `keys rotate`: these
+        // four, nothing else (never shredding, never a resolve).
         for rpc in VALUE_READS.iter().chain(WRITES).chain(KEY_OPS) {
-            let allowed = ["GetSecret", "PutSecret", "ProvisionTenantKey"].contains(rpc);
+            let allowed = [
+                "GetSecret",
+                "PutSecret",
+                "ProvisionTenantKey",
+                "RotateTenantKey",
+            ]
+            .contains(rpc);
             assert_eq!(
                 list.permits(&path(rpc), &svc(ServiceName::Cli)),
                 allowed,

@@ -2,7 +2,9 @@
 //! temporary directory. Fixtures here; resolution tests here too; guards
 //! (access, crypto, check-and-set, audit) in `guard`.
 
+mod cache;
 mod guard;
+mod rotation;
 
 use std::sync::Arc;
 
