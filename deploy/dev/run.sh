@@ -38,33 +38,39 @@ stop() {
 trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
-env $(tls registry) LOCKSMITH_CONFIG=deploy/config/registry.toml \
-  LOCKSMITH_LISTEN="$registry_addr" LOCKSMITH_STORAGE__PATH="$home/data/registry.db" \
-  LOCKSMITH_API_KEYS__PEPPER_FILE="$home/data/api-key-pepper" \
-  "$bin/locksmith-registry" & pids+=($!)
 env $(tls credstore) LOCKSMITH_CONFIG=deploy/config/credstore.toml \
   LOCKSMITH_LISTEN="$credstore_addr" LOCKSMITH_STORAGE__PATH="$home/data/credstore.db" \
   LOCKSMITH_KEYS__MASTER_KEY_FILE="$home/data/credstore-master-key" \
   LOCKSMITH_AUDIT__PATH="$home/data/credstore-audit.jsonl" \
   "$bin/locksmith-credstore" & pids+=($!)
+# The credential store first: the registry has it provision and shred tenant
+# keys, so it should be listening before the registry takes its first call
+# (the registry would answer UNAVAILABLE to tenant creates until then, and it
+# finishes interrupted tenant deletes through it as it starts).
+port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
+for _ in $(seq 1 100); do
+  if port_open "$credstore_addr"; then break; fi
+  sleep 0.2
+done
+if ! port_open "$credstore_addr"; then
+  echo "the credential store did not start; see the logs above" >&2
+  exit 1
+fi
+env $(tls registry) LOCKSMITH_CONFIG=deploy/config/registry.toml \
+  LOCKSMITH_LISTEN="$registry_addr" LOCKSMITH_STORAGE__PATH="$home/data/registry.db" \
+  LOCKSMITH_API_KEYS__PEPPER_FILE="$home/data/api-key-pepper" \
+  LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
+  "$bin/locksmith-registry" & pids+=($!)
 env $(tls edge) LOCKSMITH_CONFIG=deploy/config/edge.toml \
   LOCKSMITH_LISTEN="$edge_addr" LOCKSMITH_PUBLIC_URL="$edge_url" \
   LOCKSMITH_SERVICES__REGISTRY__URL="https://$registry_addr" \
+  LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
   "$bin/locksmith-edge" & pids+=($!)
 
 for _ in $(seq 1 100); do
   if curl -fsS "$edge_url/ready" >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.2
 done
-# The edge's /ready covers the registry; the credential store is not behind
-# the edge yet, so wait for its port too.
-if [ "${ready:-0}" = 1 ]; then
-  ready=0
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/${credstore_addr%:*}/${credstore_addr#*:}") 2>/dev/null; then ready=1; break; fi
-    sleep 0.2
-  done
-fi
 if [ "${ready:-0}" != 1 ]; then
   echo "the suite did not become ready; see the logs above" >&2
   exit 1

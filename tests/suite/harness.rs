@@ -6,18 +6,23 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use locksmith_credstore::{CredStore, MemoryAudit};
+use locksmith_crypto::MasterKeyWrapper;
 use locksmith_edge::{
     AppState, Backends, EdgeConfig,
     auth::AuthConfig,
     config::{Endpoint, Limits, Services},
 };
+use locksmith_proto::credstore::v1::credential_store_service_client::CredentialStoreServiceClient;
 use locksmith_proto::registry::v1::{
     self as pb, api_key_service_client::ApiKeyServiceClient,
     tenant_registry_service_client::TenantRegistryServiceClient,
 };
 use locksmith_registry::{
-    Registry, SqliteStore, api_keys::secret::KeyHasher, server, system_clock,
+    CredStoreKeys, Registry, api_keys::secret::KeyHasher, config::Endpoint as RegistryEndpoint,
+    server, system_clock,
 };
+use locksmith_store::EmbeddedStore;
 use locksmith_tls::{ServiceName, TlsFiles, TlsMaterial};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::Value;
@@ -40,16 +45,34 @@ pub fn spans() -> &'static InMemorySpanExporter {
     })
 }
 
-/// A running registry + edge pair. Dropping it stops both.
+/// The in-process credential store of a [`Suite`].
+pub type SuiteCredStore = CredStore<EmbeddedStore, MasterKeyWrapper>;
+
+/// A running credential store, registry and edge. Dropping it stops them.
 pub struct Suite {
     pub edge: String,
     pub registry_addr: SocketAddr,
+    /// Where the credential store listens (mTLS gRPC).
+    pub credstore_addr: SocketAddr,
+    /// The credential store as a service's `[services.credstore]` names it
+    /// (the registry's today; the edge's once it routes secrets).
+    pub credstore: Endpoint,
+    /// The credential store's core, for reading its raw documents
+    /// (`credstore.store()`) the way an attacker with the database would.
+    pub credstore_core: Arc<SuiteCredStore>,
     pub pki: TempDir,
     /// Sends the operator admin key with every request.
     pub http: reqwest::Client,
     /// Sends no credentials.
     pub anonymous: reqwest::Client,
     stop: Vec<oneshot::Sender<()>>,
+    credstore_running: Option<Running>,
+}
+
+/// A server task and the signal that stops it.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 fn client_with_key(key: &str) -> reqwest::Client {
@@ -90,13 +113,36 @@ impl Suite {
         let pki = tempfile::tempdir().unwrap();
         locksmith_tls::init_dir(pki.path(), time::OffsetDateTime::now_utc(), false).unwrap();
 
+        // The credential store first: the registry has it provision every
+        // tenant's key.
+        let credstore_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let credstore_addr = credstore_listener.local_addr().unwrap();
+        let credstore_core = credstore_core(pki.path());
+        // As the credential store's main does at start.
+        credstore_core.ensure_system_key().await.unwrap();
+        let credstore_running =
+            serve_credstore(pki.path(), credstore_listener, Arc::clone(&credstore_core));
+        let credstore = Endpoint {
+            url: format!("https://{credstore_addr}"),
+            server_name: "localhost".into(),
+        };
+
         let registry_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let registry_addr = registry_listener.local_addr().unwrap();
+        let registry_tls = load_tls(pki.path(), ServiceName::Registry);
+        let keys = CredStoreKeys::connect(
+            &RegistryEndpoint {
+                url: credstore.url.clone(),
+                server_name: credstore.server_name.clone(),
+            },
+            &registry_tls,
+        )
+        .unwrap();
         let registry = Arc::new(Registry::new(
-            SqliteStore::in_memory().unwrap(),
+            EmbeddedStore::in_memory(locksmith_store::system_clock()).unwrap(),
+            Arc::new(keys),
             system_clock(),
         ));
-        let registry_tls = load_tls(pki.path(), ServiceName::Registry);
         let (stop_registry, registry_stopped) = stop_signal();
         tokio::spawn(async move {
             let hasher = Arc::new(KeyHasher::random().unwrap());
@@ -111,23 +157,42 @@ impl Suite {
             .unwrap();
         });
 
-        let (edge, stop_edge) = start_edge(pki.path(), registry_addr, auth).await;
+        let (edge, stop_edge) = start_edge(pki.path(), registry_addr, &credstore, auth).await;
         let admin_key = operator_key(pki.path(), registry_addr).await;
         Suite {
             edge,
             registry_addr,
+            credstore_addr,
+            credstore,
+            credstore_core,
             pki,
             http: client_with_key(&admin_key),
             anonymous: reqwest::Client::new(),
+            credstore_running: Some(credstore_running),
+            // The registry first: `stop_registry` relies on it.
             stop: vec![stop_registry, stop_edge],
         }
     }
 
     /// Another edge replica on the same registry, with its own caches.
     pub async fn extra_edge(&mut self, auth: AuthConfig) -> String {
-        let (url, stop) = start_edge(self.pki.path(), self.registry_addr, auth).await;
+        let (url, stop) =
+            start_edge(self.pki.path(), self.registry_addr, &self.credstore, auth).await;
         self.stop.push(stop);
         url
+    }
+
+    /// A credential store client holding the certificate of `service`.
+    pub fn credstore_client_as(
+        &self,
+        service: ServiceName,
+    ) -> CredentialStoreServiceClient<Channel> {
+        let channel = TonicEndpoint::from_shared(self.credstore.url.clone())
+            .unwrap()
+            .tls_config(load_tls(self.pki.path(), service).client_tls("localhost"))
+            .unwrap()
+            .connect_lazy();
+        CredentialStoreServiceClient::new(channel)
     }
 
     /// A client sending `Authorization: Bearer <key>`.
@@ -168,6 +233,29 @@ impl Suite {
             serde_json::from_slice(&bytes).unwrap()
         };
         (status, value)
+    }
+
+    /// Stops the credential store (and waits until it has let go of its
+    /// port); the registry and the edge keep running.
+    pub async fn stop_credstore(&mut self) {
+        if let Some(running) = self.credstore_running.take() {
+            drop(running.stop);
+            tokio::time::timeout(std::time::Duration::from_secs(10), running.task)
+                .await
+                .expect("the credential store stops")
+                .unwrap();
+        }
+    }
+
+    /// Starts the credential store again on its address, over the same data.
+    pub async fn restart_credstore(&mut self) {
+        self.stop_credstore().await;
+        let listener = TcpListener::bind(self.credstore_addr).await.unwrap();
+        self.credstore_running = Some(serve_credstore(
+            self.pki.path(),
+            listener,
+            Arc::clone(&self.credstore_core),
+        ));
     }
 
     /// Stops the registry; the edge keeps running.
@@ -290,10 +378,35 @@ async fn operator_key(pki: &Path, registry_addr: SocketAddr) -> String {
         .secret
 }
 
+/// A credential store over an in-memory embedded store, its master key file
+/// in the suite's PKI directory (a temporary directory).
+fn credstore_core(pki: &Path) -> Arc<SuiteCredStore> {
+    let clock = locksmith_store::system_clock();
+    Arc::new(CredStore::new(
+        EmbeddedStore::in_memory(clock.clone()).unwrap(),
+        MasterKeyWrapper::load_or_create(pki.join("credstore-master-key")).unwrap(),
+        Arc::new(MemoryAudit::new()),
+        clock,
+    ))
+}
+
+/// Serves `core` over mTLS gRPC on `listener`.
+fn serve_credstore(pki: &Path, listener: TcpListener, core: Arc<SuiteCredStore>) -> Running {
+    let tls = load_tls(pki, ServiceName::CredentialStore);
+    let (stop, stopped) = stop_signal();
+    let task = tokio::spawn(async move {
+        locksmith_credstore::server::serve(listener, &tls, core, stopped)
+            .await
+            .unwrap();
+    });
+    Running { stop, task }
+}
+
 /// Starts an edge on a free port in front of the registry at `registry_addr`.
 async fn start_edge(
     pki: &Path,
     registry_addr: SocketAddr,
+    credstore: &Endpoint,
     auth: AuthConfig,
 ) -> (String, oneshot::Sender<()>) {
     let config = EdgeConfig {
@@ -305,6 +418,7 @@ async fn start_edge(
                 url: format!("https://{registry_addr}"),
                 server_name: "localhost".into(),
             },
+            credstore: credstore.clone(),
         },
         limits: Limits::default(),
         auth,

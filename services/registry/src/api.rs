@@ -9,6 +9,7 @@ use locksmith_errors::ApiError;
 use locksmith_proto::registry::v1::{
     self as pb, tenant_registry_service_server::TenantRegistryService,
 };
+use locksmith_store::DocumentStore;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -16,7 +17,7 @@ use crate::{
     error::{RegistryError, invalid},
     pagination::PageRequest,
     registry::{Registry, describe, listing},
-    store::{RecordKind, RegistryStore},
+    store::RecordKind,
 };
 
 /// The tonic service.
@@ -92,7 +93,7 @@ fn page(
 }
 
 #[tonic::async_trait]
-impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
+impl<S: DocumentStore> TenantRegistryService for RegistryApi<S> {
     async fn create_tenant(
         &self,
         request: Request<pb::CreateTenantRequest>,
@@ -101,7 +102,7 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         require_operator(&principal)?;
         let tenant = required("tenant", request.into_inner().tenant)?;
         let (id, spec) = convert::new_tenant(tenant)?;
-        let tenant = self.registry.create_tenant(id, spec).await?;
+        let tenant = self.registry.create_tenant(&principal, id, spec).await?;
         Ok(Response::new(pb::CreateTenantResponse {
             tenant: Some(convert::tenant_to_pb(tenant)),
         }))
@@ -150,7 +151,7 @@ impl<S: RegistryStore> TenantRegistryService for RegistryApi<S> {
         let request = request.into_inner();
         let id = tenant_id("tenant_id", &request.tenant_id)?;
         self.registry
-            .delete_tenant(&id, delete_condition(request.version))
+            .delete_tenant(&principal, &id, delete_condition(request.version))
             .await?;
         Ok(Response::new(pb::DeleteTenantResponse {}))
     }

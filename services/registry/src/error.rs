@@ -3,7 +3,9 @@
 use locksmith_domain::Invalid;
 use locksmith_errors::{ApiError, ErrorCode, FieldViolation};
 
-use crate::store::StoreError;
+use locksmith_store::StoreError;
+
+use crate::keys::KeyError;
 
 /// Everything a registry call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +50,11 @@ pub enum RegistryError {
     Denied(ApiError),
     /// Storage failed; logged where it is turned into a status.
     #[error(transparent)]
-    Storage(StoreError),
+    Storage(#[from] StoreError),
+    /// The credential store did not provision or shred a tenant's key; the
+    /// tenant's create or delete did not finish (a retry does).
+    #[error(transparent)]
+    Keys(KeyError),
     /// A stored document no longer parses; logged, answered as internal.
     #[error("stored record for {what} is corrupt: {reason}")]
     Corrupt {
@@ -91,12 +97,40 @@ impl From<RegistryError> for ApiError {
                 "the API key's tenant is suspended",
             ),
             RegistryError::Denied(e) => e,
-            RegistryError::Storage(e) => {
-                tracing::error!(error = %e, "registry storage failed");
+            RegistryError::Storage(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "registry storage unavailable");
                 ApiError::new(
                     ErrorCode::Unavailable,
                     "the registry's storage is unavailable",
                 )
+                .with_retry_after(locksmith_store::RETRY_AFTER)
+            }
+            // Not-found and conflicts are answered where they mean something
+            // (a record, a version); reaching here they are bugs, like a
+            // refused, corrupt or invalid store call.
+            RegistryError::Storage(
+                e @ (StoreError::NotFound { .. }
+                | StoreError::Conflict { .. }
+                | StoreError::PermissionDenied(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Invalid(_)),
+            ) => {
+                tracing::error!(error = %e, "registry storage failed");
+                ApiError::internal()
+            }
+            RegistryError::Keys(e @ KeyError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "tenant key call failed");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the credential store is unavailable; retry later",
+                )
+                .with_retry_after(locksmith_store::RETRY_AFTER)
+            }
+            // ALREADY_EXISTS is adopted where it can happen (provisioning);
+            // reaching here it is a bug, like a refusal is a deployment fault.
+            RegistryError::Keys(e @ (KeyError::Refused(_) | KeyError::AlreadyExists)) => {
+                tracing::error!(error = %e, "tenant key call refused");
+                ApiError::internal()
             }
             e @ RegistryError::Corrupt { .. } => {
                 tracing::error!(error = %e, "corrupt registry record");

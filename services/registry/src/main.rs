@@ -1,12 +1,14 @@
 //! `locksmith-registry`: the tenant registry process.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
 use locksmith_registry::{
-    Registry, RegistryConfig, SqliteStore, api_keys::secret::KeyHasher, server, system_clock,
+    CredStoreKeys, Registry, RegistryConfig, api_keys::secret::KeyHasher, config::StorageChoice,
+    server, system_clock,
 };
+use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore};
 
 /// The Locksmith tenant registry (gRPC over mTLS).
 #[derive(Parser)]
@@ -30,9 +32,32 @@ async fn main() -> anyhow::Result<()> {
             time::OffsetDateTime::now_utc(),
         )
         .context("loading TLS material")?;
-    let store = SqliteStore::open(&config.storage.path)
-        .with_context(|| format!("opening {}", config.storage.path.display()))?;
-    let registry = Arc::new(Registry::new(store, system_clock()));
+    match config.storage.choice()? {
+        StorageChoice::Embedded(path) => {
+            let store = EmbeddedStore::open(path, locksmith_store::system_clock())
+                .with_context(|| format!("opening {}", path.display()))?;
+            run(store, &config, &tls).await?;
+        }
+        StorageChoice::OpenBao(bao) => {
+            let store = OpenBaoStore::new(bao).context("configuring the OpenBao store")?;
+            run(store, &config, &tls).await?;
+        }
+    }
+    tracing::info!("registry stopped");
+    telemetry.shutdown();
+    Ok(())
+}
+
+/// Serves the registry over `store` until a shutdown signal.
+async fn run<S: DocumentStore>(
+    store: S,
+    config: &RegistryConfig,
+    tls: &locksmith_tls::TlsMaterial,
+) -> anyhow::Result<()> {
+    let keys = CredStoreKeys::connect(&config.services.credstore, tls)
+        .context("configuring the credential store client")?;
+    let registry = Arc::new(Registry::new(store, Arc::new(keys), system_clock()));
+    tokio::spawn(resume_deletions(Arc::clone(&registry)));
     let hasher = Arc::new(
         KeyHasher::load_or_create(&config.api_keys.pepper_file)
             .context("loading the API key pepper")?,
@@ -43,13 +68,32 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, "registry serving");
     server::serve(
         listener,
-        &tls,
+        tls,
         registry,
         hasher,
         locksmith_telemetry::shutdown_signal(),
     )
     .await?;
-    tracing::info!("registry stopped");
-    telemetry.shutdown();
     Ok(())
+}
+
+/// How long to wait before retrying interrupted deletes that could not finish.
+const RESUME_RETRY: Duration = Duration::from_secs(30);
+
+/// Finishes tenant deletes a crash or an outage interrupted, retrying until
+/// the credential store and the storage let every one of them finish.
+async fn resume_deletions<S: DocumentStore>(registry: Arc<Registry<S>>) {
+    loop {
+        match registry.resume_deletions().await {
+            Ok(0) => return,
+            Ok(finished) => {
+                tracing::info!(finished, "interrupted tenant deletes finished");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "interrupted tenant deletes not finished yet; retrying");
+                tokio::time::sleep(RESUME_RETRY).await;
+            }
+        }
+    }
 }

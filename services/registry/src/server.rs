@@ -6,6 +6,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use locksmith_proto::registry::v1::tenant_registry_service_server::{
     SERVICE_NAME, TenantRegistryServiceServer,
 };
+use locksmith_store::DocumentStore;
 use locksmith_telemetry::GrpcServerTraceLayer;
 use locksmith_tls::{AllowList, Allowed, MtlsAuthLayer, ServiceName, TlsMaterial};
 use tokio::net::TcpListener;
@@ -23,7 +24,6 @@ use crate::{
     api::RegistryApi,
     api_keys::{ApiKeyApi, secret::KeyHasher},
     registry::Registry,
-    store::RegistryStore,
 };
 
 const SERVICE: &str = "/locksmith.registry.v1.TenantRegistryService/";
@@ -124,7 +124,7 @@ pub enum ServeError {
 
 /// Serves `registry` on `listener` until `shutdown` resolves, then drains
 /// in-flight calls.
-pub async fn serve<S: RegistryStore>(
+pub async fn serve<S: DocumentStore>(
     listener: TcpListener,
     tls: &TlsMaterial,
     registry: Arc<Registry<S>>,

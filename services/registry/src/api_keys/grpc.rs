@@ -6,6 +6,7 @@ use std::sync::Arc;
 use locksmith_auth::{Access, Principal, Role, Roles};
 use locksmith_domain::TenantId;
 use locksmith_proto::registry::v1::{self as pb, api_key_service_server::ApiKeyService};
+use locksmith_store::DocumentStore;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
@@ -15,7 +16,6 @@ use crate::{
     convert::{self, tenant_id, timestamp},
     error::{RegistryError, invalid},
     registry::Registry,
-    store::RegistryStore,
 };
 
 /// The tonic service.
@@ -137,7 +137,7 @@ pub fn key_to_pb(k: &ApiKeyRecord) -> pb::ApiKey {
 }
 
 #[tonic::async_trait]
-impl<S: RegistryStore> ApiKeyService for ApiKeyApi<S> {
+impl<S: DocumentStore> ApiKeyService for ApiKeyApi<S> {
     async fn create_api_key(
         &self,
         request: Request<pb::CreateApiKeyRequest>,

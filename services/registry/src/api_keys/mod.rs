@@ -22,11 +22,14 @@ pub use grpc::ApiKeyApi;
 pub use record::ApiKeyRecord;
 use secret::{KeyHasher, key_id_of, new_key};
 
+use locksmith_store::{Cas, DocumentStore, StoreError};
+use serde::{Deserialize, Serialize};
+
 use crate::{
     error::{RegistryError, invalid},
     pagination::{PageRequest, next_page_token},
     registry::{Page, Registry},
-    store::{RegistryStore, StoreError, api_key_parent, api_key_path},
+    store::{api_key_folder, api_key_index, api_key_key, collect_documents, owner_path, read},
 };
 
 /// How stale `last_used_time` may be.
@@ -67,7 +70,23 @@ fn unauthenticated(log_reason: &'static str) -> RegistryError {
     RegistryError::Unauthenticated { log_reason }
 }
 
-impl<S: RegistryStore> Registry<S> {
+/// The index entry of a key id: whose key it is (see `store`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexEntry {
+    tenant: Option<TenantId>,
+}
+
+fn storage(e: StoreError) -> RegistryError {
+    RegistryError::Storage(e)
+}
+
+/// 64 random bits colliding is a broken random source, not bad luck.
+fn collision() -> RegistryError {
+    RegistryError::Storage(StoreError::Corrupt("API key id collision".into()))
+}
+
+impl<S: DocumentStore> Registry<S> {
     /// Makes a key for `spec`; answers its record and the key itself (shown once).
     pub async fn create_api_key(
         &self,
@@ -76,26 +95,78 @@ impl<S: RegistryStore> Registry<S> {
     ) -> Result<(ApiKeyRecord, SecretString), RegistryError> {
         let now = (self.clock)();
         validate(&spec, now)?;
-        let new =
-            new_key().map_err(|e| RegistryError::Storage(StoreError::Backend(e.to_string())))?;
+        // A tenant being created or deleted has no keys yet or any more.
+        let before = match &spec.tenant {
+            Some(t) => Some(self.get_tenant(t).await?.created_at),
+            None => None,
+        };
+        let new = new_key().map_err(|e| storage(StoreError::Unavailable(e.to_string())))?;
         let record = ApiKeyRecord::new(&new.key_id, spec, hasher, &new.secret, now);
-        let body = record.encode()?;
-        let path = api_key_path(record.tenant.as_ref(), &record.key_id);
-        match self
-            .store
-            .create_api_key(path, record.key_id.clone(), body)
-            .await
-        {
-            Ok(()) => Ok((record, new.secret)),
-            Err(StoreError::ParentMissing) => Err(RegistryError::NotFound {
-                what: owner_name(record.tenant.as_ref()),
-            }),
-            // 64 random bits colliding is a broken random source, not bad luck.
-            Err(StoreError::AlreadyExists) => Err(RegistryError::Storage(StoreError::Backend(
-                "API key id collision".into(),
-            ))),
-            Err(e) => Err(RegistryError::Storage(e)),
+        let owner = record.tenant.clone();
+        let index = api_key_index(&record.key_id).map_err(storage)?;
+        let key = api_key_key(owner.as_ref(), &record.key_id).map_err(storage)?;
+        // The index first: a key is found only through it, so a crash
+        // between the two writes leaves an entry pointing nowhere, never a
+        // usable key nobody can find.
+        let entry = serde_json::to_vec(&IndexEntry {
+            tenant: owner.clone(),
+        })
+        .map_err(|e| storage(StoreError::Corrupt(e.to_string())))?;
+        for (at, body) in [(&index, entry), (&key, record.encode()?)] {
+            match self.store.write(at, body, Cas::CreateOnly).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict { .. }) => return Err(collision()),
+                Err(e) => return Err(storage(e)),
+            }
         }
+        // The tenant again: one deleted meanwhile may have swept its keys
+        // before this one was written (the same rule as members').
+        if let Some(t) = &owner {
+            let after = self.get_tenant(t).await.map(|t| t.created_at);
+            if after.as_ref().ok() != before.as_ref() {
+                self.store.delete_all(&key).await.map_err(storage)?;
+                self.store.delete_all(&index).await.map_err(storage)?;
+                return Err(RegistryError::NotFound {
+                    what: owner_name(Some(t)),
+                });
+            }
+        }
+        Ok((record, new.secret))
+    }
+
+    /// The key `key_id` and its store version, through the index.
+    async fn load_api_key(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(u64, ApiKeyRecord)>, RegistryError> {
+        let index = api_key_index(key_id).map_err(storage)?;
+        let Some(entry) = read(&self.store, &index).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        let entry: IndexEntry =
+            serde_json::from_slice(&entry.body).map_err(|e| RegistryError::Corrupt {
+                what: format!("the index entry of API key '{key_id}'"),
+                reason: e.to_string(),
+            })?;
+        let key = api_key_key(entry.tenant.as_ref(), key_id).map_err(storage)?;
+        match read(&self.store, &key).await.map_err(storage)? {
+            Some(stored) => Ok(Some((stored.version, ApiKeyRecord::decode(&stored.body)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Erases the index entries of `tenant`'s keys (its delete sweep erases
+    /// the keys themselves).
+    pub(crate) async fn drop_api_key_index(&self, tenant: &TenantId) -> Result<(), RegistryError> {
+        let folder = api_key_folder(Some(tenant)).map_err(storage)?;
+        let keys = collect_documents(&self.store, &folder, None, usize::MAX)
+            .await
+            .map_err(storage)?;
+        for (key_id, _) in keys {
+            let index = api_key_index(&key_id).map_err(storage)?;
+            self.store.delete_all(&index).await.map_err(storage)?;
+        }
+        Ok(())
     }
 
     /// A page of `tenant`'s keys (or the operator keys), by key id.
@@ -107,14 +178,13 @@ impl<S: RegistryStore> Registry<S> {
         if let Some(t) = tenant {
             self.get_tenant(t).await?;
         }
-        let rows = self
-            .store
-            .list_api_keys(api_key_parent(tenant), page.after, page.size + 1)
+        let folder = api_key_folder(tenant).map_err(storage)?;
+        let rows = collect_documents(&self.store, &folder, page.after.as_deref(), page.size + 1)
             .await
-            .map_err(RegistryError::Storage)?;
+            .map_err(storage)?;
         let mut items = rows
             .iter()
-            .map(|r| ApiKeyRecord::decode(&r.body))
+            .map(|(_, r)| ApiKeyRecord::decode(&r.body))
             .collect::<Result<Vec<_>, _>>()?;
         let next_page_token = if items.len() > page.size {
             items.truncate(page.size);
@@ -148,13 +218,7 @@ impl<S: RegistryStore> Registry<S> {
             what: format!("API key '{key_id}' of {}", owner_name(tenant)),
         };
         loop {
-            let stored = self
-                .store
-                .get_api_key(key_id.to_owned())
-                .await
-                .map_err(RegistryError::Storage)?
-                .ok_or_else(absent)?;
-            let mut record = ApiKeyRecord::decode(&stored.body)?;
+            let (version, mut record) = self.load_api_key(key_id).await?.ok_or_else(absent)?;
             if record.tenant.as_ref() != tenant {
                 return Err(absent());
             }
@@ -162,17 +226,16 @@ impl<S: RegistryStore> Registry<S> {
                 return Ok(record);
             }
             record.revoke_time = Some((self.clock)());
-            let path = api_key_path(record.tenant.as_ref(), key_id);
+            let key = api_key_key(record.tenant.as_ref(), key_id).map_err(storage)?;
             match self
                 .store
-                .update_api_key(path, stored.version, record.encode()?)
+                .write(&key, record.encode()?, Cas::Version(version))
                 .await
             {
-                Ok(()) => return Ok(record),
+                Ok(_) => return Ok(record),
                 // A last-used write slipped in: read again and retry.
-                Err(StoreError::VersionConflict { .. }) => continue,
-                Err(StoreError::NotFound) => return Err(absent()),
-                Err(e) => return Err(RegistryError::Storage(e)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(storage(e)),
             }
         }
     }
@@ -185,13 +248,10 @@ impl<S: RegistryStore> Registry<S> {
         presented: &SecretString,
     ) -> Result<Verified, RegistryError> {
         let key_id = key_id_of(presented).ok_or(unauthenticated("not a Locksmith key"))?;
-        let stored = self
-            .store
-            .get_api_key(key_id.to_owned())
-            .await
-            .map_err(RegistryError::Storage)?
+        let (version, record) = self
+            .load_api_key(key_id)
+            .await?
             .ok_or(unauthenticated("unknown key id"))?;
-        let record = ApiKeyRecord::decode(&stored.body)?;
         if !record.secret_matches(hasher, presented) {
             return Err(unauthenticated("wrong secret"));
         }
@@ -216,7 +276,7 @@ impl<S: RegistryStore> Registry<S> {
         {
             return Err(RegistryError::TenantSuspended);
         }
-        self.note_use(stored.version, &record, now).await;
+        self.note_use(version, &record, now).await;
         Ok(Verified {
             key: record,
             tenant,
@@ -234,13 +294,20 @@ impl<S: RegistryStore> Registry<S> {
         }
         let mut updated = record.clone();
         updated.last_used_time = Some(now);
-        let path = api_key_path(record.tenant.as_ref(), &record.key_id);
-        let result = match updated.encode() {
-            Ok(body) => self.store.update_api_key(path, version, body).await,
-            Err(e) => Err(StoreError::Backend(e.to_string())),
+        let result = match (
+            api_key_key(record.tenant.as_ref(), &record.key_id),
+            updated.encode(),
+        ) {
+            (Ok(key), Ok(body)) => self
+                .store
+                .write(&key, body, Cas::Version(version))
+                .await
+                .map(drop),
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(StoreError::Corrupt(e.to_string())),
         };
         match result {
-            Ok(()) | Err(StoreError::VersionConflict { .. }) => {}
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
             Err(e) => {
                 tracing::warn!(key_id = %record.key_id, error = %e, "could not record API key use")
             }
@@ -250,7 +317,7 @@ impl<S: RegistryStore> Registry<S> {
 
 /// The listing name page tokens are bound to.
 fn listing(tenant: Option<&TenantId>) -> String {
-    format!("{}/api-keys", api_key_parent(tenant))
+    format!("{}/api-keys", owner_path(tenant))
 }
 
 /// The page request for a key listing.

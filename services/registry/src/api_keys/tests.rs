@@ -6,10 +6,11 @@ use secrecy::ExposeSecret;
 use time::macros::datetime;
 
 use super::*;
-use crate::{SqliteStore, registry::Clock};
+use crate::registry::Clock;
+use locksmith_store::{DocumentStore, EmbeddedStore};
 
 struct Fixture {
-    registry: Registry<SqliteStore>,
+    registry: Registry<EmbeddedStore>,
     hasher: KeyHasher,
     now: Arc<Mutex<OffsetDateTime>>,
 }
@@ -19,10 +20,17 @@ impl Fixture {
         let now = Arc::new(Mutex::new(datetime!(2026-11-23 12:00 UTC)));
         let clock_now = Arc::clone(&now);
         let clock: Clock = Arc::new(move || *clock_now.lock().unwrap());
-        let registry = Registry::new(SqliteStore::in_memory().unwrap(), clock);
+        let registry = Registry::new(
+            EmbeddedStore::in_memory(locksmith_store::system_clock()).unwrap(),
+            Arc::new(crate::keys::fake::MemoryKeys::default()),
+            clock,
+        );
         for t in ["acme", "beta"] {
             registry
                 .create_tenant(
+                    &locksmith_auth::Principal::Operator {
+                        subject: "api-key:test".into(),
+                    },
                     TenantId::parse(t).unwrap(),
                     TenantSpec {
                         display_name: t.into(),
@@ -84,13 +92,8 @@ async fn a_key_verifies_until_revoked() {
     assert_eq!(ok.key.key_id, record.key_id);
     assert_eq!(ok.tenant.unwrap().id.as_str(), "acme");
     // The stored record holds no trace of the key.
-    let stored = f
-        .registry
-        .store
-        .get_api_key(record.key_id.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let key = crate::store::api_key_key(record.tenant.as_ref(), &record.key_id).unwrap();
+    let stored = f.registry.store.read(&key, None).await.unwrap();
     let text = String::from_utf8(stored.body).unwrap();
     let secret_part = secret.expose_secret().rsplit('_').next().unwrap();
     assert!(!text.contains(secret_part), "{text}");
@@ -163,7 +166,13 @@ async fn a_suspended_or_deleted_tenant_refuses_its_keys() {
         refused(f.registry.verify_api_key(&f.hasher, &secret).await),
         "suspended"
     );
-    f.registry.delete_tenant(&beta, None).await.unwrap();
+    let operator = locksmith_auth::Principal::Operator {
+        subject: "api-key:test".into(),
+    };
+    f.registry
+        .delete_tenant(&operator, &beta, None)
+        .await
+        .unwrap();
     // The key went with its tenant.
     assert_eq!(
         refused(f.registry.verify_api_key(&f.hasher, &secret).await),
@@ -175,15 +184,8 @@ async fn a_suspended_or_deleted_tenant_refuses_its_keys() {
 async fn last_used_is_written_at_most_once_per_granularity() {
     let f = Fixture::new().await;
     let (record, secret) = f.key(None, None).await;
-    let version = || async {
-        f.registry
-            .store
-            .get_api_key(record.key_id.clone())
-            .await
-            .unwrap()
-            .unwrap()
-            .version
-    };
+    let key = crate::store::api_key_key(None, &record.key_id).unwrap();
+    let version = || async { f.registry.store.read(&key, None).await.unwrap().version };
     f.registry.verify_api_key(&f.hasher, &secret).await.unwrap();
     let after_first = version().await;
     assert_eq!(after_first, 2, "the first use is recorded");

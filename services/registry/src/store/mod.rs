@@ -1,28 +1,33 @@
-//! Where the registry keeps its records, behind one trait.
+//! Where the registry keeps its records: documents in the suite's one
+//! storage seam ([`DocumentStore`]: the embedded SQLite file by default,
+//! OpenBao's KV v2 when configured), laid out as seed 000 says.
 //!
-//! A record is a JSON document addressed by its [`Scope`] (a tenant, or an
-//! org, bot or user inside one), with a version for check-and-set. The store
-//! knows nothing of the document's fields; the service does. Keys follow seed
-//! 000's layout (`tenants/{t}/orgs/{o}/bots/{b}`), so a tenant and everything
-//! inside it share one prefix: deleting a tenant is one prefix delete, and the
-//! OpenBao backend (a later issue) maps onto KV v2 paths one to one.
+//! | record            | key                                          |
+//! |-------------------|----------------------------------------------|
+//! | tenant            | `tenants/{t}/config`                         |
+//! | org               | `tenants/{t}/orgs/{o}/config`                |
+//! | bot / user        | `tenants/{t}/orgs/{o}/bots|users/{id}/config`|
+//! | tenant API key    | `tenants/{t}/api-keys/{key_id}`              |
+//! | operator API key  | `system/api-keys/{key_id}`                   |
+//! | API key id index  | `registry/api-key-ids/{key_id}`              |
+//!
+//! Secret names can never reach these keys: `config`, `orgs`, `bots`,
+//! `users` and `api-keys` are reserved first segments at the scopes where
+//! they would collide (`locksmith_domain::secrets::SecretName`), and the
+//! index lives outside `tenants/` and `system/` like the credential store's
+//! key rings. So with OpenBao configured, the registry and the credential
+//! store can share one mount and a deployment has one source of truth.
+//!
+//! The store has no multi-key transactions: the registry's cascades are
+//! resumable sweeps ([`sweep`]) and its creates re-check their parent (see
+//! `registry.rs` and `tenants.rs`).
 
-mod sqlite;
+use std::{future::Future, pin::Pin};
 
-use std::future::Future;
+use locksmith_domain::{MemberKind, Scope, TenantId};
+use locksmith_store::{Child, DocumentStore, Key, StoreError};
 
-use locksmith_domain::{MemberKind, Scope};
-
-pub use sqlite::SqliteStore;
-
-/// A stored document and its version.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredRecord {
-    /// Check-and-set version: 1 on create, +1 per update.
-    pub version: u64,
-    /// The JSON document.
-    pub body: Vec<u8>,
-}
+use crate::error::RegistryError;
 
 /// Which records a listing returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,137 +38,184 @@ pub enum RecordKind {
     Member(MemberKind),
 }
 
-impl RecordKind {
-    /// The kind of the record at `scope`; `None` for `system`.
-    pub fn of(scope: &Scope) -> Option<Self> {
-        match scope {
-            Scope::System => None,
-            Scope::Tenant(_) => Some(RecordKind::Tenant),
-            other => other.member_kind().map(RecordKind::Member),
-        }
-    }
+/// A document as read, with the store's version (for check-and-set).
+#[derive(Clone, Debug)]
+pub(crate) struct Stored {
+    /// The store's version of the document.
+    pub version: u64,
+    /// Its bytes.
+    pub body: Vec<u8>,
+}
 
-    /// Column value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordKind::Tenant => "tenant",
-            RecordKind::Member(kind) => kind.as_str(),
-        }
+/// The name of a record's document, beside its children's folders.
+pub(crate) const RECORD: &str = "config";
+/// Documents listed per page by sweeps and listings.
+pub(crate) const LIST_PAGE: usize = 100;
+
+fn key(path: String) -> Result<Key, StoreError> {
+    // Every segment is a validated id or a constant, so this is a bug if it fails.
+    Key::parse(&path).map_err(|e| StoreError::Invalid(format!("registry key {path}: {e}")))
+}
+
+/// The key of the record at `scope` (a tenant, org, bot or user).
+pub(crate) fn record_key(scope: &Scope) -> Result<Key, StoreError> {
+    key(format!("{}/{RECORD}", scope.storage_path()))
+}
+
+/// The folder holding the records of `kind` directly under `parent`.
+pub(crate) fn children_folder(parent: &Scope, kind: RecordKind) -> Result<Key, StoreError> {
+    match kind {
+        RecordKind::Tenant => key("tenants".into()),
+        RecordKind::Member(k) => key(format!("{}/{}", parent.storage_path(), k.plural())),
     }
 }
 
-/// Where the API key `key_id` of `owner` (a tenant, or `None` for an
-/// operator key) is stored: inside its tenant, so it dies with it.
-pub fn api_key_path(owner: Option<&locksmith_domain::TenantId>, key_id: &str) -> String {
-    format!("{}/api-keys/{key_id}", api_key_parent(owner))
+/// The folder of `owner`'s API keys (a tenant, or `None` for operator keys):
+/// inside its tenant, so a tenant's keys are swept with it.
+pub(crate) fn api_key_folder(owner: Option<&TenantId>) -> Result<Key, StoreError> {
+    key(format!("{}/api-keys", owner_path(owner)))
 }
 
-/// The record under which an owner's API keys are stored.
-pub fn api_key_parent(owner: Option<&locksmith_domain::TenantId>) -> String {
+/// The key of `owner`'s API key `key_id`.
+pub(crate) fn api_key_key(owner: Option<&TenantId>, key_id: &str) -> Result<Key, StoreError> {
+    key(format!("{}/api-keys/{key_id}", owner_path(owner)))
+}
+
+/// The index entry naming the owner of the API key `key_id`: a presented key
+/// carries its id, not its tenant.
+pub(crate) fn api_key_index(key_id: &str) -> Result<Key, StoreError> {
+    key(format!("registry/api-key-ids/{key_id}"))
+}
+
+/// `tenants/{t}` or `system`.
+pub(crate) fn owner_path(owner: Option<&TenantId>) -> String {
     match owner {
         Some(tenant) => Scope::Tenant(tenant.clone()).storage_path(),
         None => Scope::System.storage_path(),
     }
 }
 
-/// Why a store operation did not happen. Nothing is written in any case.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No record at that scope.
-    #[error("no record")]
-    NotFound,
-    /// A record exists at that scope already.
-    #[error("record exists")]
-    AlreadyExists,
-    /// The record's parent (the tenant of an org, the org of a bot) is missing.
-    #[error("parent record missing")]
-    ParentMissing,
-    /// Check-and-set failed.
-    #[error("record is at version {current}")]
-    VersionConflict {
-        /// The stored version.
-        current: u64,
-    },
-    /// The backend failed; the message is for the log, not for callers.
-    #[error("storage backend failed: {0}")]
-    Backend(String),
+/// The document at `key`, or `None` if it is absent or deleted.
+pub(crate) async fn read<S: DocumentStore>(
+    store: &S,
+    key: &Key,
+) -> Result<Option<Stored>, StoreError> {
+    match store.read(key, None).await {
+        Ok(doc) => Ok(Some(Stored {
+            version: doc.version,
+            body: doc.body,
+        })),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
-/// The registry's storage. Implementations must make every method atomic.
-pub trait RegistryStore: Send + Sync + 'static {
-    /// Stores a new record; fails if one exists or, for a member, if its parent does not.
-    fn create(
-        &self,
-        scope: Scope,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+/// `folder/name` as a key.
+pub(crate) fn child_key(folder: &Key, name: &str) -> Result<Key, StoreError> {
+    key(format!("{folder}/{name}"))
+}
 
-    /// The record at `scope`, if any.
-    fn get(
-        &self,
-        scope: Scope,
-    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send;
+type Sweep<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
-    /// Replaces the record if it is at `expected_version`; it becomes `expected_version + 1`.
-    fn update(
-        &self,
-        scope: Scope,
-        expected_version: u64,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+/// Erases every document under `folder` except `keep`, deepest first: a
+/// resumable sweep (every step is idempotent, so a sweep cut short by a
+/// crash or an outage is finished by running it again).
+pub(crate) fn sweep<'a, S: DocumentStore>(
+    store: &'a S,
+    folder: &'a Key,
+    keep: &'a Key,
+) -> Sweep<'a> {
+    Box::pin(async move {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list(Some(folder), after.as_deref(), LIST_PAGE)
+                .await?;
+            for child in &page {
+                let path = child_key(folder, child.name())?;
+                match child {
+                    Child::Folder(_) => sweep(store, &path, keep).await?,
+                    Child::Document(_) if path == *keep => {}
+                    Child::Document(_) => store.delete_all(&path).await?,
+                }
+            }
+            if page.len() < LIST_PAGE {
+                return Ok(());
+            }
+            after = page.last().map(Child::cursor);
+        }
+    })
+}
 
-    /// Deletes the record and every record under it, if it is at
-    /// `expected_version` (when given).
-    fn delete(
-        &self,
-        scope: Scope,
-        expected_version: Option<u64>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+/// Up to `want` records kept in folders under `folder` (`{folder}/{id}/config`)
+/// that `accept` turns into a value, in the store's order, after the id
+/// `after`. Folders without an accepted record (being created or deleted, or
+/// holding only another service's documents) are skipped, so pages stay full.
+pub(crate) async fn collect_records<S, T>(
+    store: &S,
+    folder: &Key,
+    after: Option<&str>,
+    want: usize,
+    accept: impl Fn(&str, Stored) -> Result<Option<T>, RegistryError>,
+) -> Result<Vec<(String, T)>, RegistryError>
+where
+    S: DocumentStore,
+{
+    // A folder's cursor is `name/`: resuming after it skips that folder.
+    let mut cursor = after.map(|a| format!("{a}/"));
+    let mut out = Vec::new();
+    loop {
+        let page = store
+            .list(Some(folder), cursor.as_deref(), LIST_PAGE)
+            .await
+            .map_err(RegistryError::Storage)?;
+        for child in &page {
+            let Child::Folder(name) = child else { continue };
+            let record = child_key(&child_key(folder, name)?, RECORD)?;
+            let Some(stored) = read(store, &record).await.map_err(RegistryError::Storage)? else {
+                continue;
+            };
+            if let Some(value) = accept(name, stored)? {
+                out.push((name.clone(), value));
+                if out.len() == want {
+                    return Ok(out);
+                }
+            }
+        }
+        if page.len() < LIST_PAGE {
+            return Ok(out);
+        }
+        cursor = page.last().map(Child::cursor);
+    }
+}
 
-    /// Up to `limit` records of `kind` directly under `parent`, ordered by id,
-    /// starting after the id `after`.
-    fn list(
-        &self,
-        parent: Scope,
-        kind: RecordKind,
-        after: Option<String>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredRecord>, StoreError>> + Send;
-
-    /// Stores a new API key record at `path` (`tenants/{t}/api-keys/{id}` or
-    /// `system/api-keys/{id}`, see [`api_key_path`]), so a tenant's keys go
-    /// with it when it is deleted. Fails if the tenant is missing
-    /// ([`StoreError::ParentMissing`]) or the id is taken.
-    fn create_api_key(
-        &self,
-        path: String,
-        key_id: String,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The API key record with `key_id`, wherever it lives.
-    fn get_api_key(
-        &self,
-        key_id: String,
-    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send;
-
-    /// Replaces the API key record at `path` if it is at `expected_version`.
-    fn update_api_key(
-        &self,
-        path: String,
-        expected_version: u64,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Up to `limit` API key records directly under `owner_path` (`tenants/{t}`
-    /// or `system`), ordered by key id, starting after `after`.
-    fn list_api_keys(
-        &self,
-        owner_path: String,
-        after: Option<String>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredRecord>, StoreError>> + Send;
-
-    /// Whether the store answers (for health checks).
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+/// Up to `want` documents directly under `folder`, after the name `after`.
+pub(crate) async fn collect_documents<S: DocumentStore>(
+    store: &S,
+    folder: &Key,
+    after: Option<&str>,
+    want: usize,
+) -> Result<Vec<(String, Stored)>, StoreError> {
+    let mut cursor = after.map(str::to_owned);
+    let mut out = Vec::new();
+    loop {
+        let page = store
+            .list(Some(folder), cursor.as_deref(), LIST_PAGE)
+            .await?;
+        for child in &page {
+            let Child::Document(name) = child else {
+                continue;
+            };
+            if let Some(stored) = read(store, &child_key(folder, name)?).await? {
+                out.push((name.clone(), stored));
+                if out.len() == want {
+                    return Ok(out);
+                }
+            }
+        }
+        if page.len() < LIST_PAGE {
+            return Ok(out);
+        }
+        cursor = page.last().map(Child::cursor);
+    }
 }
