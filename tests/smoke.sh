@@ -92,6 +92,15 @@ out=$(migrate) || fail "locksmith migrate env failed again: $out"
 grep -q '^0 written, 2 unchanged, 0 conflicting, 0 unknown variables$' <<<"$out" || fail "second migration: $out"
 grep -q 'smoke-hunter2' <<<"$out" && fail "the migration printed a value"
 
+# Secrets over HTTP: the bot's own key under a name with a slash, and the
+# migrated SMTP settings answering for a bot without a mailbox of its own.
+expect 201 PUT /tenants/acme/orgs/sales/bots/helper/secrets/api-keys/openai '{"fields":{"api-key":"sk-smoke"}}' >/dev/null
+expect 200 GET /tenants/acme/orgs/sales/bots/helper/secrets/api-keys/openai | grep -q '"api-key":"sk-smoke"' \
+  || fail "the bot's key was not read back"
+resolved=$(expect 200 GET /tenants/acme/orgs/sales/bots/helper/resolve/email)
+python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["scope"]=="system" and s["fields"]["smtp-host"]=="smtp.example.com", s["scope"]' \
+  <<<"$resolved" || fail "the bot's email did not fall back to the migrated SMTP settings"
+
 # The published contract, against this live suite.
 LOCKSMITH_CONTRACT_KEY=$key tests/contract/run.sh "$edge" >"$work/contract.log" 2>&1 \
   || { cat "$work/contract.log" >&2; fail "schemathesis found the contract broken"; }
@@ -102,5 +111,5 @@ wait "$runner" 2>/dev/null || true
 for addr in "$EDGE_ADDR" "$REGISTRY_ADDR" "$CREDSTORE_ADDR"; do
   if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then fail "$addr still listening after SIGTERM"; fi
 done
-echo "make run, curl quick start, paging, the contract and shutdown all worked"
+echo "make run, curl quick start, paging, secrets, the contract and shutdown all worked"
 echo "smoke: 1 passed, 0 failed"

@@ -520,7 +520,10 @@ async fn edge_as(suite: &Suite, service: locksmith_tls::ServiceName) -> String {
     let config: locksmith_edge::EdgeConfig = serde_json::from_value(json!({
         "listen": "127.0.0.1:0",
         "tls": {"ca": tls.ca, "cert": tls.cert, "key": tls.key},
-        "services": {"registry": {"url": format!("https://{}", suite.registry_addr)}},
+        "services": {
+            "registry": {"url": format!("https://{}", suite.registry_addr)},
+            "credstore": {"url": suite.credstore.url},
+        },
         "auth": {"require_auth": false},
     }))
     .unwrap();

@@ -34,7 +34,7 @@ enum Needs {
 /// succeed if the route let the caller through.
 struct Row {
     method: Method,
-    path: &'static str,
+    path: String,
     needs: Needs,
     body: fn() -> Option<Value>,
 }
@@ -45,13 +45,13 @@ fn none() -> Option<Value> {
 
 fn rows() -> Vec<Row> {
     use Needs::*;
-    let row = |method: Method, path, needs, body| Row {
+    let row = |method: Method, path: &str, needs, body| Row {
         method,
-        path,
+        path: path.to_owned(),
         needs,
         body,
     };
-    vec![
+    let mut rows = vec![
         row(Method::GET, "/health", Anonymous, none),
         row(Method::GET, "/ready", Anonymous, none),
         row(Method::GET, "/openapi.json", Anonymous, none),
@@ -162,6 +162,57 @@ fn rows() -> Vec<Row> {
             Some(json!({"display_name": "intruder"}))
         }),
         row(Method::DELETE, "/admin/api-keys/{key_id}", Operator, none),
+    ];
+    // Secrets at every scope: the system's are the operators'.
+    let put = || Some(json!({"fields": {"token": "stolen"}}));
+    for (scope, needs_read, needs_write) in [
+        ("/system", Operator, Operator),
+        ("/tenants/{tenant_id}", Read, Write),
+        ("/tenants/{tenant_id}/orgs/{org_id}", Read, Write),
+        (
+            "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
+            Read,
+            Write,
+        ),
+        (
+            "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
+            Read,
+            Write,
+        ),
+    ] {
+        let item = format!("{scope}/secrets/{{name}}");
+        rows.push(row(
+            Method::GET,
+            &format!("{scope}/secrets"),
+            needs_read,
+            none,
+        ));
+        rows.push(row(Method::GET, &item, needs_read, none));
+        rows.push(row(Method::PUT, &item, needs_write, put));
+        rows.push(row(Method::DELETE, &item, needs_write, none));
+        if scope != "/system" {
+            rows.push(row(
+                Method::GET,
+                &format!("{scope}/resolve/{{name}}"),
+                needs_read,
+                none,
+            ));
+        }
+    }
+    rows
+}
+
+/// The secret every scope of alpha and beta (and the system) holds; two
+/// segments, so the routes serving names with slashes are the ones checked.
+const SECRET: &str = "tools/search";
+
+/// Every scope's secret path of tenant `t`.
+fn secret_scopes(t: &str) -> Vec<String> {
+    vec![
+        format!("/tenants/{t}"),
+        format!("/tenants/{t}/orgs/sales"),
+        format!("/tenants/{t}/orgs/sales/bots/m1"),
+        format!("/tenants/{t}/orgs/sales/users/m1"),
     ]
 }
 
@@ -194,7 +245,26 @@ async fn populate(suite: &Suite) -> (String, String) {
             .await;
         assert_eq!(status, 201, "{key}");
         key_ids.push(key["api_key"]["key_id"].as_str().unwrap().to_owned());
+        for scope in secret_scopes(t) {
+            let body = json!({"fields": {"token": format!("{t}-token")}, "expected_version": 0});
+            let (status, answer) = suite
+                .call(
+                    Method::PUT,
+                    &format!("{scope}/secrets/{SECRET}"),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(status, 201, "{scope}: {answer}");
+        }
     }
+    let (status, answer) = suite
+        .call(
+            Method::PUT,
+            &format!("/system/secrets/{SECRET}"),
+            Some(json!({"fields": {"token": "system-token"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "system: {answer}");
     (key_ids[1].clone(), key_ids[0].clone())
 }
 
@@ -205,6 +275,7 @@ fn concrete(template: &str, tenant: &str, key_id: &str) -> String {
         .replace("{bot_id}", "m1")
         .replace("{user_id}", "m1")
         .replace("{key_id}", key_id)
+        .replace("{name}", SECRET)
 }
 
 /// Everything of beta an operator can read, to compare before and after.
@@ -220,7 +291,18 @@ async fn snapshot(suite: &Suite) -> Vec<Value> {
         "/tenants/beta/orgs/sales/users/m1",
         "/tenants/beta/api-keys",
         "/admin/api-keys",
-    ] {
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(secret_scopes("beta").into_iter().flat_map(|scope| {
+        [
+            format!("{scope}/secrets"),
+            format!("{scope}/secrets/{SECRET}"),
+        ]
+    }))
+    .chain([format!("/system/secrets/{SECRET}")])
+    {
+        let path = path.as_str();
         let (status, mut body) = suite.get(path).await;
         assert_eq!(status, 200, "{path}: {body}");
         // Keys' last use moves as the suite itself uses them.
@@ -242,7 +324,7 @@ async fn every_route_confines_tenants_and_roles() {
     // The table covers exactly the published routes.
     let table: BTreeSet<(String, String)> = rows()
         .iter()
-        .map(|r| (r.method.to_string(), r.path.to_owned()))
+        .map(|r| (r.method.to_string(), r.path.clone()))
         .collect();
     let published = published_routes(&suite).await;
     assert_eq!(
@@ -262,8 +344,8 @@ async fn every_route_confines_tenants_and_roles() {
 
     for row in rows() {
         let label = format!("{} {}", row.method, row.path);
-        let on_beta = concrete(row.path, "beta", &beta_key_id);
-        let on_alpha = concrete(row.path, "alpha", &alpha_key_id);
+        let on_beta = concrete(&row.path, "beta", &beta_key_id);
+        let on_alpha = concrete(&row.path, "alpha", &alpha_key_id);
         if row.needs == Needs::Anonymous {
             let (status, _) = suite
                 .call_with(&suite.anonymous, row.method.clone(), &on_beta, None)

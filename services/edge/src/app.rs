@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request},
-    http::StatusCode,
+    http::{StatusCode, Uri},
     middleware,
 };
 use locksmith_errors::ApiError;
@@ -49,11 +49,21 @@ fn request_span(request: &Request) -> Span {
     span
 }
 
+/// The answer to a path no route serves. A secret path that no route
+/// matched is malformed (an empty segment, a `/` at the end): the caller
+/// hears which part, rather than "no such route".
+fn unrouted(uri: &Uri) -> Failure {
+    match crate::extract::secret_path::parse(uri.path()) {
+        Err(failure) => failure,
+        Ok(_) => Failure(ApiError::not_found("no such route")),
+    }
+}
+
 /// The edge's HTTP application.
 pub fn router(state: AppState, limits: &Limits) -> Router {
     let (routes, _) = openapi::routes().split_for_parts();
     routes
-        .fallback(|| async { Failure(ApiError::not_found("no such route")) })
+        .fallback(|uri: Uri| async move { unrouted(&uri) })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state.auth),

@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-use locksmith_proto::registry::v1::{
-    api_key_service_client::ApiKeyServiceClient,
-    tenant_registry_service_client::TenantRegistryServiceClient,
+use locksmith_proto::{
+    credstore::v1::credential_store_service_client::CredentialStoreServiceClient,
+    registry::v1::{
+        api_key_service_client::ApiKeyServiceClient,
+        tenant_registry_service_client::TenantRegistryServiceClient,
+    },
 };
 use locksmith_telemetry::{GrpcClientTraceLayer, GrpcTraceService};
 use locksmith_tls::TlsMaterial;
@@ -32,6 +35,8 @@ pub struct Backends {
     pub registry: TenantRegistryServiceClient<TracedChannel>,
     /// The registry's API keys.
     pub api_keys: ApiKeyServiceClient<TracedChannel>,
+    /// The credential store.
+    pub credstore: CredentialStoreServiceClient<TracedChannel>,
     health: Vec<(&'static str, HealthClient<TracedChannel>)>,
 }
 
@@ -72,10 +77,15 @@ impl Backends {
     /// so the edge starts (and answers `/health`) while a service is down.
     pub fn connect(services: &Services, tls: &TlsMaterial) -> Result<Self, BackendError> {
         let registry = channel("registry", &services.registry, tls)?;
+        let credstore = channel("credstore", &services.credstore, tls)?;
         Ok(Self {
             registry: TenantRegistryServiceClient::new(registry.clone()),
             api_keys: ApiKeyServiceClient::new(registry.clone()),
-            health: vec![("registry", HealthClient::new(registry))],
+            credstore: CredentialStoreServiceClient::new(credstore.clone()),
+            health: vec![
+                ("registry", HealthClient::new(registry)),
+                ("credstore", HealthClient::new(credstore)),
+            ],
         })
     }
 

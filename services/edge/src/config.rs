@@ -32,6 +32,8 @@ pub struct EdgeConfig {
 pub struct Services {
     /// The tenant registry.
     pub registry: Endpoint,
+    /// The credential store.
+    pub credstore: Endpoint,
 }
 
 /// One backend's address.

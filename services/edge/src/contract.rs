@@ -23,6 +23,11 @@ const NAME: &str =
 const DNS_NAME: &str = "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 /// `local@domain`, the local part printable ASCII without `@`, `<`, `>`.
 const EMAIL: &str = "^[!-;=?A-~]+@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+/// One segment of a secret name (`locksmith_domain::secrets`); a name of
+/// several segments is written as that many path segments.
+const SECRET_NAME_SEGMENT: &str = "^[a-z0-9][a-z0-9._-]{0,62}$";
+/// Field names of a secret.
+const SECRET_FIELD: &str = "^[a-z0-9._-]{1,64}$";
 /// Largest quota (`locksmith_domain::tenant::MAX_QUOTA`).
 const MAX_QUOTA: u64 = 10_000_000;
 
@@ -37,6 +42,7 @@ const REQUEST_BODIES: &[&str] = &[
     "CreateTenantKey",
     "CreateOperatorKey",
     "Quotas",
+    "PutSecret",
 ];
 
 /// Fields that may be `null` in a PATCH (it clears them); for every other
@@ -64,6 +70,15 @@ fn field_rules(schema: &str, field: &str) -> Option<Value> {
         "version" => json!({"minimum": 1}),
         "requests_per_minute" | "max_connections" => json!({"minimum": 0, "maximum": MAX_QUOTA}),
         "roles" => json!({"minItems": 1}),
+        // `locksmith_domain::secrets::catalogue`: MAX_FIELDS, MAX_FIELD_NAME,
+        // MAX_FIELD_VALUE (bytes; the schema counts characters).
+        "fields" if schema == "PutSecret" => json!({
+            "minProperties": 1,
+            "maxProperties": 64,
+            "propertyNames": {"pattern": SECRET_FIELD},
+            "additionalProperties": {"type": "string", "maxLength": 16384, "pattern": NO_CONTROL},
+        }),
+        "expected_version" => json!({"minimum": 0}),
         _ => return None,
     })
 }
@@ -146,7 +161,10 @@ pub fn apply(doc: &mut Value) {
                         Some(n) if n.ends_with("_id") => json!({"pattern": SLUG, "maxLength": 63}),
                         Some("page_size") => json!({"minimum": 1, "maximum": 1000}),
                         Some("page_token") => json!({"maxLength": 512}),
-                        Some("version") => json!({"minimum": 1}),
+                        Some("version") => {
+                            json!({"minimum": 1, "maximum": crate::dto::MAX_VERSION})
+                        }
+                        Some("name") => json!({"pattern": SECRET_NAME_SEGMENT, "maxLength": 63}),
                         _ => continue,
                     };
                     constrain(&mut param["schema"], &rules);

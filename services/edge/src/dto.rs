@@ -6,6 +6,7 @@
 
 mod de;
 mod query;
+mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,7 +17,10 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use utoipa::ToSchema;
 
 pub(crate) use self::de::{VERSION_AT_LEAST_1, optional_whole_u32};
-pub use self::query::{DeleteQuery, PageQuery};
+pub use self::{
+    query::{DeleteQuery, MAX_VERSION, PageQuery, SecretVersionQuery},
+    secrets::{PutSecret, SecretList, SecretValue, SecretView, SecretWritten},
+};
 
 /// Said of a tenant PATCH without a field to change.
 pub(crate) const NO_TENANT_CHANGE: &str = "changes no field; send at least one of display_name, domain, settings, status, quotas, enabled_integrations";

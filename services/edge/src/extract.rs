@@ -4,6 +4,7 @@
 
 mod json_errors;
 mod query;
+pub mod secret_path;
 
 use axum::{
     body::Bytes,

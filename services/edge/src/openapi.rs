@@ -17,11 +17,14 @@ use utoipa::{
         security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
     },
 };
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter},
+    routes,
+};
 
 use crate::{
     AppState,
-    routes::{api_keys, members, ops, tenants},
+    routes::{api_keys, members, ops, secrets, tenants},
 };
 
 /// Paths served without credentials by default (seed 000's anonymous paths).
@@ -101,6 +104,64 @@ pub fn routes() -> OpenApiRouter<AppState> {
             api_keys::create_operator_key
         ))
         .routes(routes!(api_keys::revoke_operator_key))
+        .routes(routes!(secrets::system::list))
+        .routes(routes!(secrets::tenant::list))
+        .routes(routes!(secrets::org::list))
+        .routes(routes!(secrets::bot::list))
+        .routes(routes!(secrets::user::list))
+        .with_slashes(routes!(
+            secrets::system::get,
+            secrets::system::put,
+            secrets::system::delete
+        ))
+        .with_slashes(routes!(
+            secrets::tenant::get,
+            secrets::tenant::put,
+            secrets::tenant::delete
+        ))
+        .with_slashes(routes!(
+            secrets::org::get,
+            secrets::org::put,
+            secrets::org::delete
+        ))
+        .with_slashes(routes!(
+            secrets::bot::get,
+            secrets::bot::put,
+            secrets::bot::delete
+        ))
+        .with_slashes(routes!(
+            secrets::user::get,
+            secrets::user::put,
+            secrets::user::delete
+        ))
+        .with_slashes(routes!(secrets::resolve_tenant))
+        .with_slashes(routes!(secrets::resolve_org))
+        .with_slashes(routes!(secrets::resolve_bot))
+        .with_slashes(routes!(secrets::resolve_user))
+}
+
+/// Routes whose last parameter is a secret name, which may hold slashes.
+trait WithSlashes {
+    /// Registers `routes` as documented (`…/{name}`: a one-segment name)
+    /// and serves names of several segments (`…/{name}/{*rest}`) with the
+    /// same handlers; the handlers read the name from the whole path
+    /// (`extract::secret_path`).
+    fn with_slashes(self, routes: UtoipaMethodRouter<AppState>) -> Self;
+}
+
+impl WithSlashes for OpenApiRouter<AppState> {
+    fn with_slashes(self, (schemas, paths, handlers): UtoipaMethodRouter<AppState>) -> Self {
+        let twins: Vec<String> = paths
+            .paths
+            .keys()
+            .map(|path| format!("{path}/{{*rest}}"))
+            .collect();
+        let mut router = self.routes((schemas, paths, handlers.clone()));
+        for twin in twins {
+            router = router.route(&twin, handlers.clone());
+        }
+        router
+    }
 }
 
 /// The published document, built once: the routes' documentation, the
@@ -183,10 +244,14 @@ fn complete(doc: &mut openapi::OpenApi) {
                     "No such resource (another tenant's resources answer the same)",
                 );
             }
-            let conditional = op.parameters.iter().flatten().any(|p| p.name == "version");
+            // A version to read is no condition; a version to change or
+            // delete, or an expected version in a PUT, is.
+            let conditional =
+                method != "get" && op.parameters.iter().flatten().any(|p| p.name == "version");
             let creates_or_changes = (method == "post"
                 && op.responses.responses.contains_key("201"))
-                || method == "patch";
+                || method == "patch"
+                || method == "put";
             if creates_or_changes || conditional {
                 add(
                     op,

@@ -250,8 +250,9 @@ pub(crate) fn printable(name: &str) -> String {
     out
 }
 
-/// The HTTP API's name for a field a backend named. The registry names the
-/// fields of its own messages (`tenant.display_name`, `update_mask`); the
+/// The HTTP API's name for a field a backend named. The registry and the
+/// credential store name the fields of their own messages
+/// (`tenant.display_name`, `update_mask`, `fields.smtp-port`); the
 /// caller only knows the JSON body, path and query of the edge. Names the
 /// caller could not have sent become [`BODY`], and the original is logged.
 fn http_field(field: &str) -> String {
@@ -278,6 +279,9 @@ fn http_field(field: &str) -> String {
         "page_token",
         "roles",
         "key_id",
+        "name",
+        "fields",
+        "expected_version",
     ];
     let bare = ["tenant.", "org.", "bot.", "user.", "api_key."]
         .iter()
@@ -286,6 +290,7 @@ fn http_field(field: &str) -> String {
     let known = SHARED.contains(&bare)
         || bare.starts_with("settings.")
         || bare.starts_with("labels.")
+        || bare.starts_with("fields.")
         || bare.starts_with("roles[")
         || bare
             .strip_prefix("enabled_integrations[")

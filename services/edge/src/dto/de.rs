@@ -2,7 +2,7 @@
 //! twice, a version of 0, an enum named in the caller's terms. Their errors
 //! are whole sentences (listed in `extract::json_errors`), shown as written.
 
-use std::{collections::HashMap, fmt};
+use std::{collections::HashMap, fmt, marker::PhantomData};
 
 use serde::{
     Deserialize, Deserializer,
@@ -25,10 +25,10 @@ pub(super) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 /// A map of strings (settings, labels) whose keys are each given once.
 /// serde_json keeps the last of duplicate keys; the edge refuses them.
-pub(super) fn unique_map<'de, D: Deserializer<'de>>(
+pub(super) fn unique_map<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
     d: D,
-) -> Result<HashMap<String, String>, D::Error> {
-    d.deserialize_map(UniqueMap)
+) -> Result<HashMap<String, V>, D::Error> {
+    d.deserialize_map(UniqueMap(PhantomData))
 }
 
 /// [`unique_map`] in a PATCH: absent is `None` (with `#[serde(default)]`);
@@ -48,10 +48,10 @@ pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(d).map(Some)
 }
 
-struct UniqueMap;
+struct UniqueMap<V>(PhantomData<V>);
 
-impl<'de> Visitor<'de> for UniqueMap {
-    type Value = HashMap<String, String>;
+impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueMap<V> {
+    type Value = HashMap<String, V>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map")
@@ -66,7 +66,7 @@ impl<'de> Visitor<'de> for UniqueMap {
                 map.next_value_seed(GivenTwice)?;
                 return Err(de::Error::custom(GIVEN_TWICE));
             }
-            let value = map.next_value::<String>()?;
+            let value = map.next_value::<V>()?;
             out.insert(key, value);
         }
         Ok(out)
@@ -87,20 +87,43 @@ impl<'de> DeserializeSeed<'de> for GivenTwice {
 /// The version a change is based on: versions start at 1, so 0 is a
 /// mistake rather than "no condition".
 pub(super) fn version<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    d.deserialize_u64(VersionVisitor)
+    d.deserialize_u64(VersionVisitor { zero: false })
 }
 
-struct VersionVisitor;
+/// A check-and-set condition where 0 means "create only": absent or `null`
+/// is `None` (no condition).
+pub(super) fn optional_expected_version<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Expected(#[serde(deserialize_with = "expected_version")] u64);
+    Option::<Expected>::deserialize(d).map(|e| e.map(|e| e.0))
+}
+
+fn expected_version<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_u64(VersionVisitor { zero: true })
+}
+
+struct VersionVisitor {
+    /// Whether 0 is a version here (a create-only condition).
+    zero: bool,
+}
 
 impl Visitor<'_> for VersionVisitor {
     type Value = u64;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a whole number from 1 to {}", u64::MAX)
+        write!(
+            f,
+            "a whole number from {} to {}",
+            u64::from(!self.zero),
+            u64::MAX
+        )
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        if v == 0 {
+        if v == 0 && !self.zero {
             Err(E::custom(VERSION_AT_LEAST_1))
         } else {
             Ok(v)

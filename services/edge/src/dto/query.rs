@@ -48,8 +48,31 @@ impl FromQuery for DeleteQuery {
         // The registry reads a version of 0 as "no condition"; a caller who
         // writes one means a condition, so it is refused rather than dropped.
         let version = params
-            .whole_number("version", 1, u64::MAX)
+            .whole_number("version", 1, MAX_VERSION)
             .map_err(|e| vec![e])?;
         Ok(DeleteQuery { version })
+    }
+}
+
+/// Largest version a query names: JSON Schema's `int64`, as the published
+/// document says (no store gets near it).
+pub const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// Which version of a secret a read or delete is about.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SecretVersionQuery {
+    /// The version (1 or more); absent: the latest.
+    pub version: Option<u64>,
+}
+
+impl FromQuery for SecretVersionQuery {
+    const PARAMETERS: &'static [&'static str] = &["version"];
+
+    fn from_query(params: &QueryParams) -> Result<Self, Vec<FieldViolation>> {
+        let version = params
+            .whole_number("version", 1, MAX_VERSION)
+            .map_err(|e| vec![e])?;
+        Ok(SecretVersionQuery { version })
     }
 }

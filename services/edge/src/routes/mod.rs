@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod members;
 pub mod ops;
+pub mod secrets;
 pub mod tenants;
 
 use locksmith_errors::ApiError;
