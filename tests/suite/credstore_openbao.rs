@@ -135,4 +135,39 @@ async fn seed_examples_on_openbao_and_no_plaintext_in_kv() {
         !text.contains("smtp.example.com"),
         "plaintext in KV: {text}"
     );
+    // And as an operator would look, with the `bao` CLI.
+    let cli = std::process::Command::new(crate::openbao::bao_binary())
+        .args([
+            "kv",
+            "get",
+            "-format=json",
+            &format!("-mount={}", bao.mount),
+        ])
+        .arg(format!("{prefix}/system/email"))
+        .env("BAO_ADDR", &bao.addr)
+        .env("BAO_TOKEN", &bao.root_token)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "bao kv get: {shown}");
+    // The store keeps the document's bytes base64-encoded; decoded, they are
+    // sealed values only.
+    let entry: Value = serde_json::from_str(&shown).unwrap();
+    let encoded = entry["data"]["data"]["b"].as_str().unwrap();
+    use base64::Engine as _;
+    let document = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let document = String::from_utf8(document).unwrap();
+    for seen in [shown.as_ref(), document.as_str()] {
+        assert!(
+            !seen.contains(smtp_password),
+            "plaintext in bao kv get: {seen}"
+        );
+        assert!(
+            !seen.contains("smtp.example.com"),
+            "plaintext in bao kv get: {seen}"
+        );
+    }
+    assert!(document.contains("\"smtp-password\":\"lsk1:"), "{document}");
 }

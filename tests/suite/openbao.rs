@@ -40,7 +40,7 @@ pub fn openbao() -> &'static OpenBao {
     BAO.get_or_init(start)
 }
 
-fn bao_binary() -> PathBuf {
+pub fn bao_binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/.venv/bin/bao")
 }
 

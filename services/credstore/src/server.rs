@@ -12,7 +12,6 @@ use locksmith_store::DocumentStore;
 use locksmith_telemetry::GrpcServerTraceLayer;
 use locksmith_tls::{AllowList, Allowed, MtlsAuthLayer, ServiceName, TlsMaterial};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::{
     pb::health_server::{Health, HealthServer},
@@ -152,7 +151,7 @@ pub async fn serve<S: DocumentStore, W: KeyWrapper + 'static>(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(locksmith_tls::incoming(listener), shutdown)
         .await
         .map_err(ServeError::Transport);
     probe.abort();

@@ -117,8 +117,50 @@ fn not_null(property: &mut Value) {
     }
 }
 
+/// What a PUT of a secret says about seed 000's catalogue, generated from
+/// it: a known name takes only its own fields, each of its type. JSON Schema
+/// cannot tie a body's rules to a path parameter's value, so the rule is
+/// stated here in words (and the contract run allows a 400 on these PUTs).
+fn catalogue_description() -> String {
+    use locksmith_domain::secrets::catalogue::{CATALOGUE, FieldType, Level};
+    let mut out = String::from(
+        "A secret's new version. Known names (seed 000's catalogue) take only their own \
+         fields, each of its type; any other name is a free map of text fields. Known names:",
+    );
+    for entry in CATALOGUE {
+        let level = match entry.level {
+            Level::System => "system",
+            Level::Tenant => "tenant",
+            Level::Org => "org",
+            Level::Bot => "bot",
+            Level::User => "user",
+        };
+        let fields: Vec<String> = entry
+            .fields
+            .iter()
+            .map(|f| {
+                let kind = match f.kind {
+                    FieldType::Text => "text",
+                    FieldType::Port => "port",
+                    FieldType::Url => "URL",
+                    FieldType::Host => "host",
+                    FieldType::Email => "email",
+                    FieldType::Bool => "true/false",
+                    FieldType::PathList => "paths",
+                };
+                format!("`{}` ({kind}{})", f.name, if f.secret { ", secret" } else { "" })
+            })
+            .collect();
+        out.push_str(&format!("\n- {level} `{}`: {}", entry.name, fields.join(", ")));
+    }
+    out
+}
+
 /// Applies the request-body rules and the parameter rules to `doc`.
 pub fn apply(doc: &mut Value) {
+    if let Some(put) = doc.pointer_mut("/components/schemas/PutSecret") {
+        put["description"] = json!(catalogue_description());
+    }
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)

@@ -287,6 +287,13 @@ mod tests {
             quotas["properties"]["requests_per_minute"]["maximum"],
             10_000_000
         );
+        let put = &document()["components"]["schemas"]["PutSecret"];
+        let said = put["description"].as_str().unwrap();
+        assert!(
+            said.contains("- system `email`: `smtp-host` (host), `smtp-port` (port)"),
+            "{said}"
+        );
+        assert_eq!(put["properties"]["fields"]["maxProperties"], 64, "{put}");
         let patch = &document()["components"]["schemas"]["PatchTenant"];
         assert_eq!(patch["minProperties"], 2, "{patch}");
         assert_eq!(patch["properties"]["version"]["minimum"], 1, "{patch}");

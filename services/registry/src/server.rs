@@ -10,7 +10,6 @@ use locksmith_store::DocumentStore;
 use locksmith_telemetry::GrpcServerTraceLayer;
 use locksmith_tls::{AllowList, Allowed, MtlsAuthLayer, ServiceName, TlsMaterial};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::{
     pb::health_server::{Health, HealthServer},
@@ -165,7 +164,7 @@ pub async fn serve<S: DocumentStore>(
         .add_service(reflection)
         .add_service(registry_service)
         .add_service(api_key_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(locksmith_tls::incoming(listener), shutdown)
         .await
         .map_err(ServeError::Transport);
     probe.abort();

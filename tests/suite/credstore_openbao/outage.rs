@@ -399,6 +399,7 @@ async fn serve(
     CredentialStoreServiceClient<Channel>,
     TempDir,
     oneshot::Sender<()>,
+    std::net::SocketAddr,
 ) {
     crate::harness::spans();
     locksmith_tls::install_crypto_provider();
@@ -422,7 +423,47 @@ async fn serve(
         .tls_config(edge.client_tls("localhost"))
         .unwrap()
         .connect_lazy();
-    (CredentialStoreServiceClient::new(channel), pki, stop)
+    (CredentialStoreServiceClient::new(channel), pki, stop, addr)
+}
+
+/// An edge in front of the credential store at `credstore`, serving every
+/// caller as an operator (loopback only), so its secret routes can be asked
+/// while OpenBao is down. Its registry is never called on these routes.
+async fn edge_in_front(pki: &Path, credstore: std::net::SocketAddr) -> String {
+    let tls = locksmith_tls::TlsFiles::in_dir(pki, ServiceName::Edge);
+    let config: locksmith_edge::EdgeConfig = serde_json::from_value(json!({
+        "listen": "127.0.0.1:0",
+        "tls": {"ca": tls.ca, "cert": tls.cert, "key": tls.key},
+        "services": {
+            "registry": {"url": "https://127.0.0.1:9"},
+            "credstore": {"url": format!("https://{credstore}")},
+        },
+        "auth": {"require_auth": false},
+    }))
+    .unwrap();
+    let backends =
+        locksmith_edge::Backends::connect(&config.services, &tls.load().unwrap()).unwrap();
+    let state = locksmith_edge::AppState::new(backends, &config).unwrap();
+    let listener = TcpListener::bind(config.listen).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        locksmith_edge::serve(listener, state, &config, std::future::pending())
+            .await
+            .unwrap();
+    });
+    url
+}
+
+/// The edge's answer to reading the bot's LLM secret: status, `Retry-After`
+/// and body.
+async fn edge_read(edge: &str) -> (u16, Option<String>, Value) {
+    let resp = reqwest::get(format!("{edge}/{BOT_LLM}")).await.unwrap();
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry_after, resp.json().await.unwrap())
 }
 
 /// One call of each kind that needs OpenBao: a read (acme's ring cached), a
@@ -500,7 +541,8 @@ async fn get(client: &mut CredentialStoreServiceClient<Channel>, name: &str) -> 
 async fn openbao_stopped_mid_run_answers_unavailable_writes_nothing_half_and_recovers() {
     let bao = OwnBao::start().await;
     seed(&bao).await;
-    let (mut client, _pki, _stop) = serve(&bao).await;
+    let (mut client, pki, _stop, addr) = serve(&bao).await;
+    let edge = edge_in_front(pki.path(), addr).await;
     let llm_path = "tenants/acme/orgs/sales/bots/helper/llm";
     // Warm: acme's and the system's rings are loaded by these two calls.
     assert_eq!(get(&mut client, BOT_LLM).await.fields["model"], "m2");
@@ -516,6 +558,13 @@ async fn openbao_stopped_mid_run_answers_unavailable_writes_nothing_half_and_rec
     // 1. Hung (SIGSTOP): every call times out as UNAVAILABLE.
     bao.hang().await;
     each_unavailable(&mut client, "hung").await;
+    // At the edge: 503 with Retry-After, within the store's timeout.
+    let started = Instant::now();
+    let (status, retry_after, body) = edge_read(&edge).await;
+    assert!(started.elapsed() < BUDGET, "{:?}", started.elapsed());
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:locksmith:error:UNAVAILABLE", "{body}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
     // 2. Killed while hung (the write sent in 1 is never read), then down:
     //    refused connections are UNAVAILABLE too.
     bao.kill().await;
@@ -526,6 +575,12 @@ async fn openbao_stopped_mid_run_answers_unavailable_writes_nothing_half_and_rec
     assert_eq!((back.version, back.fields["model"].as_str()), (2, "m2"));
     assert_eq!(versions_of(&bao, llm_path).await, [1, 2]);
     assert_eq!(get(&mut client, BETA_LLM).await.fields["model"], "beta");
+    let (status, _, body) = edge_read(&edge).await;
+    assert_eq!(
+        (status, &body["fields"]["model"]),
+        (200, &json!("m2")),
+        "{body}"
+    );
     let v3 = [("model", "m3"), ("api-key", "sk-3")];
     let written = client
         .put_secret(as_operator(put(BOT_LLM, &v3, 2)))
