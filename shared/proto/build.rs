@@ -18,6 +18,8 @@ const SECRET_BEARING: &[&str] = &[
     "locksmith.registry.v1.CreateApiKeyResponse",
     "locksmith.credstore.v1.Secret",
     "locksmith.credstore.v1.PutSecretRequest",
+    "locksmith.credstore.v1.Connection",
+    "locksmith.credstore.v1.PutConnectionRequest",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

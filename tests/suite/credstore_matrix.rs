@@ -1,7 +1,7 @@
 //! The cross-tenant matrix of the credential store over gRPC, generated from
 //! the served descriptors so that a new RPC without a row fails the test.
-//! Two callers of tenant alpha: a workload's own certificate, and the edge
-//! forwarding alpha's admin principal. On beta's secrets every secret RPC
+//! Three callers of tenant alpha: a workload's own certificate, the edge
+//! forwarding alpha's admin principal, and the OAuth broker forwarding it. On beta's secrets every secret RPC
 //! answers NOT_FOUND exactly as if absent (or is not for that caller at all:
 //! PERMISSION_DENIED, the same on alpha's own); key management is never a
 //! tenant's. Beta's secrets are unchanged at the end.
@@ -37,22 +37,32 @@ enum Caller {
     Workload,
     /// The edge forwarding alpha's admin API key.
     EdgeForAlphaAdmin,
+    /// The OAuth broker acting for alpha's admin (it keeps connections).
+    BrokerForAlphaAdmin,
 }
 
 fn expectation(caller: Caller, method: &str) -> Option<Expect> {
     use Expect::*;
-    // Both callers may read and write their own tenant's secrets (a
-    // workload is its tenant's service); neither manages keys.
-    let _ = caller;
+    // A workload and the edge read and write their tenant's secrets (a
+    // workload is its tenant's service); the broker reads secrets and keeps
+    // connection records, which nobody else reaches; no one here manages keys.
+    let broker = caller == Caller::BrokerForAlphaAdmin;
     Some(match method {
-        "GetSecret"
-        | "ListSecrets"
-        | "ResolveSecret"
-        | "BatchResolveSecrets"
-        | "PutSecret"
-        | "DeleteSecret"
-        | "UndeleteSecret"
-        | "DestroySecretVersions" => Confined,
+        "GetSecret" | "ListSecrets" | "ResolveSecret" | "BatchResolveSecrets" => Confined,
+        "PutSecret" | "DeleteSecret" | "UndeleteSecret" | "DestroySecretVersions" => {
+            if broker {
+                Refused
+            } else {
+                Confined
+            }
+        }
+        "GetConnection" | "PutConnection" | "ListConnections" | "DeleteConnection" => {
+            if broker {
+                Confined
+            } else {
+                Refused
+            }
+        }
         "ProvisionTenantKey" | "RotateTenantKey" | "ShredTenantKey" => Refused,
         _ => return None,
     })
@@ -86,6 +96,11 @@ impl Client {
 /// The secret of tenant `t` every row is about; version 1 exists.
 fn secret(t: &str) -> String {
     format!("tenants/{t}/orgs/sales/bots/m1/secrets/tools/search")
+}
+
+/// The connection record of tenant `t` every connection row is about.
+fn connection(t: &str) -> String {
+    format!("tenants/{t}/integrations/github")
 }
 
 /// Calls `method` on tenant `t`'s secret (or its scope, or its key).
@@ -147,6 +162,34 @@ async fn call(c: &mut Client, method: &str, t: &str) -> Result<(), tonic::Status
             });
             c.inner.destroy_secret_versions(r).await.map(drop)
         }
+        "GetConnection" => {
+            let r = c.request(pb::GetConnectionRequest {
+                name: connection(t),
+            });
+            c.inner.get_connection(r).await.map(drop)
+        }
+        "PutConnection" => {
+            let r = c.request(pb::PutConnectionRequest {
+                name: connection(t),
+                fields: [("access-token".to_owned(), "stolen".to_owned())].into(),
+                expected_version: 1,
+            });
+            c.inner.put_connection(r).await.map(drop)
+        }
+        "ListConnections" => {
+            let r = c.request(pb::ListConnectionsRequest {
+                parent: format!("tenants/{t}"),
+                ..Default::default()
+            });
+            c.inner.list_connections(r).await.map(drop)
+        }
+        "DeleteConnection" => {
+            let r = c.request(pb::DeleteConnectionRequest {
+                name: connection(t),
+                expected_version: 0,
+            });
+            c.inner.delete_connection(r).await.map(drop)
+        }
         "ProvisionTenantKey" => {
             let r = c.request(pb::ProvisionTenantKeyRequest { owner });
             c.inner.provision_tenant_key(r).await.map(drop)
@@ -179,6 +222,25 @@ fn channel(suite: &Suite, tls: &locksmith_tls::TlsMaterial) -> Channel {
         .connect_lazy()
 }
 
+fn alpha_admin() -> Principal {
+    Principal::Tenant {
+        tenant: TenantId::parse("alpha").unwrap(),
+        roles: Roles::of([Role::Admin]),
+        subject: "api-key:alpha-admin".into(),
+    }
+}
+
+/// A suite service's client, forwarding `principal` (or acting for itself).
+fn as_service(suite: &Suite, service: ServiceName, principal: Option<Principal>) -> Client {
+    Client {
+        inner: CredentialStoreServiceClient::new(channel(
+            suite,
+            &load_tls(suite.pki.path(), service),
+        )),
+        forward: principal,
+    }
+}
+
 fn client(suite: &Suite, caller: Caller) -> Client {
     match caller {
         Caller::Workload => {
@@ -198,17 +260,8 @@ fn client(suite: &Suite, caller: Caller) -> Client {
                 forward: None,
             }
         }
-        Caller::EdgeForAlphaAdmin => Client {
-            inner: CredentialStoreServiceClient::new(channel(
-                suite,
-                &load_tls(suite.pki.path(), ServiceName::Edge),
-            )),
-            forward: Some(Principal::Tenant {
-                tenant: TenantId::parse("alpha").unwrap(),
-                roles: Roles::of([Role::Admin]),
-                subject: "api-key:alpha-admin".into(),
-            }),
-        },
+        Caller::EdgeForAlphaAdmin => as_service(suite, ServiceName::Edge, Some(alpha_admin())),
+        Caller::BrokerForAlphaAdmin => as_service(suite, ServiceName::Broker, Some(alpha_admin())),
     }
 }
 
@@ -225,6 +278,16 @@ async fn beta_state(suite: &Suite) -> Vec<serde_json::Value> {
             .await
             .1,
     );
+    let mut broker = as_service(suite, ServiceName::Broker, None);
+    let r = broker.request(pb::GetConnectionRequest {
+        name: connection("beta"),
+    });
+    let record = broker.inner.get_connection(r).await.unwrap().into_inner();
+    let record = record.connection.unwrap();
+    out.push(serde_json::json!({
+        "version": record.version,
+        "fields": record.fields,
+    }));
     out
 }
 
@@ -238,10 +301,23 @@ async fn alpha_reaches_only_its_own_secrets_over_grpc() {
         let (status, answer) = suite.call(reqwest::Method::PUT, &path, Some(body)).await;
         assert_eq!(status, 201, "{answer}");
     }
+    let mut broker = as_service(&suite, ServiceName::Broker, None);
+    for t in ["alpha", "beta"] {
+        let r = broker.request(pb::PutConnectionRequest {
+            name: connection(t),
+            fields: [("access-token".to_owned(), format!("{t}-token"))].into(),
+            expected_version: 0,
+        });
+        broker.inner.put_connection(r).await.unwrap();
+    }
     let before = beta_state(&suite).await;
 
     let methods = served_methods();
-    for caller in [Caller::Workload, Caller::EdgeForAlphaAdmin] {
+    for caller in [
+        Caller::Workload,
+        Caller::EdgeForAlphaAdmin,
+        Caller::BrokerForAlphaAdmin,
+    ] {
         let missing: Vec<_> = methods
             .iter()
             .filter(|m| expectation(caller, m).is_none())
@@ -273,12 +349,16 @@ async fn alpha_reaches_only_its_own_secrets_over_grpc() {
                 }
             }
         }
-        for read in [
+        let mut reads = vec![
             "GetSecret",
             "ListSecrets",
             "ResolveSecret",
             "BatchResolveSecrets",
-        ] {
+        ];
+        if caller == Caller::BrokerForAlphaAdmin {
+            reads.extend(["GetConnection", "ListConnections"]);
+        }
+        for read in reads {
             call(&mut c, read, "alpha")
                 .await
                 .unwrap_or_else(|e| panic!("{caller:?} {read} on alpha: {e:?}"));

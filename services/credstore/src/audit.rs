@@ -53,6 +53,14 @@ pub enum Operation {
     /// Rewrite a secret's latest version sealed under the owner's newest key
     /// (the background sweep after a rotation; a new secret version).
     Reencrypt,
+    /// Read a connection record (tokens and state).
+    GetConnection,
+    /// Write a connection record's next version.
+    PutConnection,
+    /// List an owner's connection records (names only).
+    ListConnections,
+    /// Erase a connection record with its history.
+    DeleteConnection,
 }
 
 /// How a call ended: `ok`, or the error code it answered.

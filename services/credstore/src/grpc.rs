@@ -11,8 +11,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use locksmith_auth::Principal;
 use locksmith_crypto::{KeyWrapper, Owner};
 use locksmith_domain::{
-    MemberId, MemberKind, Scope, TenantId,
-    secrets::{SecretName, SecretRef},
+    ConnectionRef, MemberId, MemberKind, Scope, TenantId,
+    secrets::{ResourceError, SecretName, SecretRef},
 };
 use locksmith_errors::ApiError;
 use locksmith_proto::credstore::v1::{
@@ -61,6 +61,20 @@ fn secret_ref(field: &str, raw: &str) -> Result<SecretRef, Status> {
         return Err(invalid(field, "is required"));
     }
     SecretRef::parse(raw).map_err(|e| invalid(field, e.to_string()))
+}
+
+/// A connection record's resource name from the wire.
+fn connection_ref(field: &str, raw: &str) -> Result<ConnectionRef, Status> {
+    if raw.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    ConnectionRef::parse(raw).map_err(|e| match e {
+        ResourceError::Malformed => invalid(
+            field,
+            "must be system/integrations/{i} or tenants/{t}[/orgs/{o}[/bots/{b}|/users/{u}]]/integrations/{i}",
+        ),
+        e => invalid(field, e.to_string()),
+    })
 }
 
 /// A scope's resource name (`system`, `tenants/{t}[/orgs/{o}[/bots/{b}|/users/{u}]]`).
@@ -134,11 +148,11 @@ fn page_size(raw: i32) -> Result<usize, Status> {
 /// Page tokens carry the listing they belong to and the last name served,
 /// so a token from another scope's listing is refused instead of silently
 /// skipping names. They are not secret: the caller may see both parts.
-fn page_token(parent: &Scope, last: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}\n{last}", parent.storage_path()))
+fn page_token(listing: &str, last: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{listing}\n{last}"))
 }
 
-fn after_token(parent: &Scope, token: &str) -> Result<Option<String>, Status> {
+fn after_token(listing: &str, token: &str) -> Result<Option<String>, Status> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -146,9 +160,7 @@ fn after_token(parent: &Scope, token: &str) -> Result<Option<String>, Status> {
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     match text.split_once('\n') {
-        Some((listing, last)) if listing == parent.storage_path() && !last.is_empty() => {
-            Ok(Some(last.to_owned()))
-        }
+        Some((of, last)) if of == listing && !last.is_empty() => Ok(Some(last.to_owned())),
         _ => Err(bad()),
     }
 }
@@ -231,7 +243,7 @@ impl<S: DocumentStore, W: KeyWrapper + 'static> CredentialStoreService for CredS
         let request = request.into_inner();
         let parent = scope("parent", &request.parent)?;
         let size = page_size(request.page_size)?;
-        let after = after_token(&parent, &request.page_token)?;
+        let after = after_token(&parent.storage_path(), &request.page_token)?;
         // One more than asked tells whether another page exists without an
         // empty last page.
         let mut names = self
@@ -243,7 +255,7 @@ impl<S: DocumentStore, W: KeyWrapper + 'static> CredentialStoreService for CredS
             names.truncate(size);
             names
                 .last()
-                .map(|n| page_token(&parent, n.as_str()))
+                .map(|n| page_token(&parent.storage_path(), n.as_str()))
                 .unwrap_or_default()
         } else {
             String::new()
@@ -404,6 +416,93 @@ impl<S: DocumentStore, W: KeyWrapper + 'static> CredentialStoreService for CredS
             .map_err(status)?;
         Ok(Response::new(pb::ShredTenantKeyResponse {}))
     }
+
+    async fn get_connection(
+        &self,
+        request: Request<pb::GetConnectionRequest>,
+    ) -> Rpc<pb::GetConnectionResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let at = connection_ref("name", &request.into_inner().name)?;
+        let record = self
+            .store
+            .get_connection(&principal, &at)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetConnectionResponse {
+            connection: Some(pb::Connection {
+                name: at.resource_name(),
+                version: record.version,
+                update_time: Some(timestamp(record.updated)),
+                fields: fields_to_pb(&record.fields),
+            }),
+        }))
+    }
+
+    async fn put_connection(
+        &self,
+        request: Request<pb::PutConnectionRequest>,
+    ) -> Rpc<pb::PutConnectionResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let request = request.into_inner();
+        let at = connection_ref("name", &request.name)?;
+        // Connection records are shared state (the refresh lease): every
+        // write is conditional.
+        let cas = cas(request.expected_version, false)?;
+        let fields: SecretFields = request.fields.into_iter().collect();
+        let version = self
+            .store
+            .put_connection(&principal, &at, &fields, cas)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PutConnectionResponse {
+            name: at.resource_name(),
+            version,
+        }))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> Rpc<pb::ListConnectionsResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let request = request.into_inner();
+        let parent = scope("parent", &request.parent)?;
+        let size = page_size(request.page_size)?;
+        let listing = format!("{}/integrations", parent.storage_path());
+        let after = after_token(&listing, &request.page_token)?;
+        let mut found = self
+            .store
+            .list_connections(&principal, &parent, after.as_deref(), size + 1)
+            .await
+            .map_err(status)?;
+        let next_page_token = if found.len() > size {
+            found.truncate(size);
+            found
+                .last()
+                .map(|c| page_token(&listing, c.integration.as_str()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListConnectionsResponse {
+            names: found.iter().map(|c| c.resource_name()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<pb::DeleteConnectionRequest>,
+    ) -> Rpc<pb::DeleteConnectionResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let request = request.into_inner();
+        let at = connection_ref("name", &request.name)?;
+        self.store
+            .delete_connection(&principal, &at, optional_version(request.expected_version))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteConnectionResponse {}))
+    }
 }
 
 #[cfg(test)]
@@ -445,9 +544,12 @@ mod tests {
     fn page_tokens_are_bound_to_their_listing() {
         let acme = scope("parent", "tenants/acme").unwrap();
         let beta = scope("parent", "tenants/beta").unwrap();
+        let (acme, beta) = (acme.storage_path(), beta.storage_path());
         let token = page_token(&acme, "llm");
         assert_eq!(after_token(&acme, &token).unwrap().as_deref(), Some("llm"));
         assert!(after_token(&beta, &token).is_err());
+        // A secrets token is no token of the same owner's connections.
+        assert!(after_token(&format!("{acme}/integrations"), &token).is_err());
         assert!(after_token(&acme, "!!").is_err());
         assert_eq!(after_token(&acme, "").unwrap(), None);
         assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE_SIZE);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use locksmith_auth::Principal;
 use locksmith_crypto::{KeyRing, KeyVersion, KeyWrapper, Owner, WrappedKey};
-use locksmith_domain::TenantId;
+use locksmith_domain::{ConnectionRef, TenantId};
 use locksmith_store::{Cas, Child, DocumentStore, Key, StoreError};
 use locksmith_tls::ServiceName;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,12 @@ pub fn key_ring_path(owner: &Owner) -> String {
         Owner::Tenant(t) => format!("keyrings/tenants/{t}"),
         Owner::System => "keyrings/system".to_owned(),
     }
+}
+
+/// Whether `path` is a scope's folder of connection records.
+fn is_connections(path: &str) -> bool {
+    path.strip_suffix("/integrations")
+        .is_some_and(|scope| ConnectionRef::parse(&format!("{scope}/integrations/x")).is_ok())
 }
 
 fn key_of(owner: &Owner) -> Result<Key, CredError> {
@@ -285,23 +291,25 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         Ok(())
     }
 
-    /// Erases every secret document of `owner` with its history (its key
-    /// is gone; see `shred`). Other services' records under the same prefix
-    /// (the registry's `config`, API keys…) are theirs to remove.
+    /// Erases every secret document and connection record of `owner` with
+    /// its history (its key is gone; see `shred`). Other services' records
+    /// under the same prefix (the registry's `config`, API keys…) are
+    /// theirs to remove.
     async fn erase_sealed(&self, owner: &Owner) -> Result<(), CredError> {
         let mut folders = vec![root_of(owner)];
         while let Some(folder) = folders.pop() {
-            if !may_hold_secrets(&folder) {
-                continue;
-            }
             for child in self.children(&store_key(&folder)?).await? {
                 let path = format!("{folder}/{}", child.name());
                 match child {
-                    Child::Folder(_) => folders.push(path),
-                    Child::Document(_) if secret_at(&path).is_some() => {
+                    Child::Folder(_) if may_hold_secrets(&path) || is_connections(&path) => {
+                        folders.push(path);
+                    }
+                    Child::Document(_)
+                        if secret_at(&path).is_some() || ConnectionRef::parse(&path).is_ok() =>
+                    {
                         self.store.delete_all(&store_key(&path)?).await?;
                     }
-                    Child::Document(_) => {}
+                    Child::Folder(_) | Child::Document(_) => {}
                 }
             }
         }

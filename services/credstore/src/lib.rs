@@ -106,6 +106,7 @@
 mod audit;
 mod cache;
 pub mod config;
+mod connections;
 mod error;
 mod grpc;
 mod keyring;
@@ -135,6 +136,7 @@ pub use audit::{
 };
 pub use cache::CacheConfig;
 pub use config::CredStoreConfig;
+pub use connections::ConnectionRecord;
 pub use error::CredError;
 pub use grpc::CredStoreApi;
 pub use keyring::key_ring_path;

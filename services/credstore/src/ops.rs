@@ -489,13 +489,13 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
 
     /// The owner's key ring; NOT_FOUND (as for an absent secret) if it has
     /// none, so a tenant without a key holds no secrets.
-    async fn require_key(&self, owner: &Owner) -> Result<Arc<KeyRing>, CredError> {
+    pub(crate) async fn require_key(&self, owner: &Owner) -> Result<Arc<KeyRing>, CredError> {
         self.ring(owner).await?.ok_or(CredError::NotFound("secret"))
     }
 
     /// Opens a document; if the cached ring fails, reloads it once (another
     /// replica may have rotated the key) before answering internal.
-    async fn decrypt(
+    pub(crate) async fn decrypt(
         &self,
         owner: &Owner,
         path: &str,

@@ -30,6 +30,8 @@ const WRITES: &[&str] = &[
     "UndeleteSecret",
     "DestroySecretVersions",
 ];
+/// Calls that change connection records (the broker's alone).
+const CONNECTION_WRITES: &[&str] = &["PutConnection", "ListConnections", "DeleteConnection"];
 /// Calls on data keys.
 const KEY_OPS: &[&str] = &["ProvisionTenantKey", "RotateTenantKey", "ShredTenantKey"];
 /// How often storage health is probed for `grpc.health.v1`.
@@ -45,7 +47,8 @@ const HEALTH_NAMES: [&str; 2] = ["", SERVICE_NAME];
 /// workloads: broker and proxy only consume them. Keys follow tenants, so
 /// the registry (which creates and deletes tenants) and the edge (operator
 /// calls) manage them; `CredStore` further requires an operator or a suite
-/// service acting for itself.
+/// service acting for itself. Connection records (tokens) are the broker's;
+/// the proxy reads them.
 pub fn allow_list() -> AllowList {
     let consumers = [
         Allowed::Service(ServiceName::Edge),
@@ -90,6 +93,21 @@ pub fn allow_list() -> AllowList {
                 Allowed::Service(ServiceName::Registry),
                 Allowed::Service(ServiceName::Edge),
             ],
+        );
+    }
+    // Token values: the broker keeps them, the proxy injects them; nobody
+    // else ever reads one (the edge shows connections through the broker).
+    list = list.allow(
+        &format!("{SERVICE}GetConnection"),
+        [
+            Allowed::Service(ServiceName::Broker),
+            Allowed::Service(ServiceName::Proxy),
+        ],
+    );
+    for rpc in CONNECTION_WRITES {
+        list = list.allow(
+            &format!("{SERVICE}{rpc}"),
+            [Allowed::Service(ServiceName::Broker)],
         );
     }
     list
@@ -241,6 +259,18 @@ mod tests {
             assert!(list.permits(&path(rpc), &svc(ServiceName::Registry)));
             assert!(list.permits(&path(rpc), &svc(ServiceName::Edge)));
             assert!(!list.permits(&path(rpc), &svc(ServiceName::Proxy)), "{rpc}");
+            assert!(!list.permits(&path(rpc), &workload), "{rpc}");
+        }
+        for rpc in ["GetConnection"].iter().chain(CONNECTION_WRITES) {
+            assert!(list.permits(&path(rpc), &svc(ServiceName::Broker)), "{rpc}");
+            assert_eq!(
+                list.permits(&path(rpc), &svc(ServiceName::Proxy)),
+                *rpc == "GetConnection",
+                "{rpc}"
+            );
+            for who in [ServiceName::Edge, ServiceName::Registry, ServiceName::Cli] {
+                assert!(!list.permits(&path(rpc), &svc(who)), "{rpc} {who:?}");
+            }
             assert!(!list.permits(&path(rpc), &workload), "{rpc}");
         }
         assert!(!list.permits(&path("Unknown"), &svc(ServiceName::Edge)));

@@ -5,6 +5,7 @@
 //! past that point a `TenantId` or a `Scope` is known to be well formed, so no
 //! later code builds a storage path out of unchecked text.
 
+mod connection;
 mod ids;
 mod member;
 mod scope;
@@ -12,6 +13,7 @@ pub mod secrets;
 mod tenant;
 mod validation;
 
+pub use connection::ConnectionRef;
 pub use ids::{IdError, IntegrationId, MemberId, TenantId};
 pub use member::{Member, MemberKind, MemberPatch, MemberSpec};
 pub use scope::{Scope, ScopeError};

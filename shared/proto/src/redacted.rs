@@ -6,7 +6,7 @@
 use std::{collections::HashMap, fmt};
 
 use crate::{
-    credstore::v1::{PutSecretRequest, Secret},
+    credstore::v1::{Connection, PutConnectionRequest, PutSecretRequest, Secret},
     registry::v1::{CreateApiKeyResponse, VerifyApiKeyRequest},
 };
 
@@ -62,10 +62,31 @@ impl fmt::Debug for PutSecretRequest {
     }
 }
 
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("update_time", &self.update_time)
+            .field("fields", &RedactedFields(&self.fields))
+            .finish()
+    }
+}
+
+impl fmt::Debug for PutConnectionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutConnectionRequest")
+            .field("name", &self.name)
+            .field("fields", &RedactedFields(&self.fields))
+            .field("expected_version", &self.expected_version)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credstore::v1::{GetSecretResponse, ResolveSecretResponse};
+    use crate::credstore::v1::{GetConnectionResponse, GetSecretResponse, ResolveSecretResponse};
 
     #[test]
     fn keys_never_reach_debug_output() {
@@ -106,11 +127,28 @@ mod tests {
             secret: Some(secret.clone()),
             answering_scope: "system".into(),
         };
+        let connection = Connection {
+            name: "tenants/a/integrations/github".into(),
+            version: 1,
+            update_time: None,
+            fields: secret.fields.clone(),
+        };
+        let put_connection = PutConnectionRequest {
+            name: connection.name.clone(),
+            fields: secret.fields.clone(),
+            expected_version: 0,
+        };
+        let got_connection = GetConnectionResponse {
+            connection: Some(connection.clone()),
+        };
         for text in [
             format!("{secret:?}"),
             format!("{put:?}"),
             format!("{got:?}"),
             format!("{resolved:?}"),
+            format!("{connection:?}"),
+            format!("{put_connection:?}"),
+            format!("{got_connection:?}"),
         ] {
             assert!(!text.contains("SECRET"), "{text}");
             assert!(text.contains("api-key"), "{text}");

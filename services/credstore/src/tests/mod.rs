@@ -3,6 +3,7 @@
 //! (access, crypto, check-and-set, audit) in `guard`.
 
 mod cache;
+mod connections;
 mod guard;
 mod rotation;
 

@@ -7,3 +7,4 @@ pub mod migration;
 mod name;
 
 pub use name::{MAX_NAME_BYTES, MAX_SEGMENTS, NameError, ResourceError, SecretName, SecretRef};
+pub(crate) use name::scope_of_owner;

@@ -155,12 +155,25 @@ pub enum ResourceError {
 impl SecretRef {
     /// Parses a resource name.
     pub fn parse(resource: &str) -> Result<Self, ResourceError> {
-        let (owner, name) = resource
-            .split_once("/secrets/")
-            .ok_or(ResourceError::Malformed)?;
-        let scope = scope_of_owner(owner)?;
-        let name = SecretName::parse(name, &scope).map_err(ResourceError::BadName)?;
-        Ok(Self { scope, name })
+        // The first `/secrets/` whose left side is an owner: an org or a
+        // member may itself be called `secrets` (`tenants/t/orgs/secrets/…`),
+        // and a name may hold the segment further on.
+        let mut first_error = ResourceError::Malformed;
+        // Overlapping matches: `orgs/secrets/secrets/x` holds two.
+        let separators =
+            (0..resource.len()).filter(|&i| resource.as_bytes()[i..].starts_with(b"/secrets/"));
+        for at in separators {
+            let (owner, name) = (&resource[..at], &resource[at + "/secrets/".len()..]);
+            match scope_of_owner(owner) {
+                Ok(scope) => {
+                    let name = SecretName::parse(name, &scope).map_err(ResourceError::BadName)?;
+                    return Ok(Self { scope, name });
+                }
+                Err(e) if matches!(first_error, ResourceError::Malformed) => first_error = e,
+                Err(_) => {}
+            }
+        }
+        Err(first_error)
     }
 
     /// The resource name, the inverse of [`SecretRef::parse`].
@@ -176,7 +189,7 @@ impl SecretRef {
 
 /// The scope a resource name's owner part (`tenants/t/orgs/o`) names; the
 /// owner part has the scope's storage-path form.
-fn scope_of_owner(owner: &str) -> Result<Scope, ResourceError> {
+pub(crate) fn scope_of_owner(owner: &str) -> Result<Scope, ResourceError> {
     let parts: Vec<&str> = owner.split('/').collect();
     let tenant = |raw: &str| TenantId::parse(raw).map_err(|_| ResourceError::BadId("tenant"));
     let member = |raw: &str, kind: &'static str| {
@@ -233,6 +246,21 @@ mod tests {
             n.storage_path(&Scope::System),
             "system/llm/providers/openai"
         );
+    }
+
+    #[test]
+    fn owners_named_like_the_separator_still_parse() {
+        let r = SecretRef::parse("tenants/t/orgs/secrets/secrets/x").unwrap();
+        assert_eq!(r.scope.storage_path(), "tenants/t/orgs/secrets");
+        assert_eq!(r.name.as_str(), "x");
+        let r = SecretRef::parse("tenants/t/secrets/a/secrets/b").unwrap();
+        assert_eq!(r.scope.storage_path(), "tenants/t");
+        assert_eq!(r.name.as_str(), "a/secrets/b");
+        assert_eq!(
+            SecretRef::parse("tenants/T/secrets/x"),
+            Err(ResourceError::BadId("tenant"))
+        );
+        assert!(SecretRef::parse("tenants/é/secrets/ü/secrets/x").is_err());
     }
 
     #[test]
