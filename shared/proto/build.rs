@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "locksmith/registry/v1/registry.proto",
     "locksmith/registry/v1/api_keys.proto",
     "locksmith/credstore/v1/credstore.proto",
+    "locksmith/broker/v1/broker.proto",
 ];
 
 /// Messages holding a credential (an API key, a secret's field values).
@@ -20,6 +21,10 @@ const SECRET_BEARING: &[&str] = &[
     "locksmith.credstore.v1.PutSecretRequest",
     "locksmith.credstore.v1.Connection",
     "locksmith.credstore.v1.PutConnectionRequest",
+    "locksmith.broker.v1.ApiKeyCredentials",
+    "locksmith.broker.v1.BasicCredentials",
+    "locksmith.broker.v1.ImportedTokens",
+    "locksmith.broker.v1.GetAccessTokenResponse",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

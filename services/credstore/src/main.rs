@@ -4,10 +4,8 @@ use std::{fs::OpenOptions, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use locksmith_credstore::{
-    CredStore, CredStoreConfig, JsonLinesAudit, config::StorageChoice, server, wrapper::Wrapper,
-};
-use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, system_clock};
+use locksmith_credstore::{CredStore, CredStoreConfig, JsonLinesAudit, server, wrapper::Wrapper};
+use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, StorageChoice, system_clock};
 
 /// The Locksmith credential store (gRPC over mTLS).
 #[derive(Parser)]

@@ -5,10 +5,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use locksmith_registry::{
-    CredStoreKeys, Registry, RegistryConfig, api_keys::secret::KeyHasher, config::StorageChoice,
-    server, system_clock,
+    CredStoreKeys, Registry, RegistryConfig, api_keys::secret::KeyHasher, server, system_clock,
 };
-use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore};
+use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, StorageChoice};
 
 /// The Locksmith tenant registry (gRPC over mTLS).
 #[derive(Parser)]

@@ -24,4 +24,13 @@ pub mod credstore {
     }
 }
 
+/// `locksmith.broker.v1`: OAuth connections, their flows and refresh.
+pub mod broker {
+    /// Version 1 of the broker API.
+    #[allow(clippy::all, clippy::pedantic, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("locksmith.broker.v1");
+    }
+}
+
 mod redacted;

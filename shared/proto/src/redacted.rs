@@ -6,6 +6,7 @@
 use std::{collections::HashMap, fmt};
 
 use crate::{
+    broker::v1::{ApiKeyCredentials, BasicCredentials, GetAccessTokenResponse, ImportedTokens},
     credstore::v1::{Connection, PutConnectionRequest, PutSecretRequest, Secret},
     registry::v1::{CreateApiKeyResponse, VerifyApiKeyRequest},
 };
@@ -83,6 +84,51 @@ impl fmt::Debug for PutConnectionRequest {
     }
 }
 
+impl fmt::Debug for ApiKeyCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyCredentials")
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+impl fmt::Debug for ImportedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportedTokens")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &if self.refresh_token.is_empty() {
+                    ""
+                } else {
+                    "[redacted]"
+                },
+            )
+            .field("expires_in", &self.expires_in)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+impl fmt::Debug for GetAccessTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetAccessTokenResponse")
+            .field("credential", &"[redacted]")
+            .field("expire_time", &self.expire_time)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +144,52 @@ mod tests {
         };
         for text in [format!("{verify:?}"), format!("{created:?}")] {
             assert!(!text.contains("AAAA"), "{text}");
+            assert!(text.contains("[redacted]"), "{text}");
+        }
+    }
+
+    #[test]
+    fn broker_credentials_never_reach_debug_output() {
+        use crate::broker::v1::{StoreCredentialsRequest, store_credentials_request::Credentials};
+        let secret = "tok-SECRET".to_owned();
+        let messages = [
+            format!(
+                "{:?}",
+                StoreCredentialsRequest {
+                    name: "tenants/a/integrations/github".into(),
+                    credentials: Some(Credentials::Tokens(ImportedTokens {
+                        access_token: secret.clone(),
+                        refresh_token: secret.clone(),
+                        expires_in: 60,
+                        scopes: vec![],
+                    })),
+                    inputs: Default::default(),
+                }
+            ),
+            format!(
+                "{:?}",
+                ApiKeyCredentials {
+                    key: secret.clone()
+                }
+            ),
+            format!(
+                "{:?}",
+                BasicCredentials {
+                    username: "u".into(),
+                    password: secret.clone(),
+                }
+            ),
+            format!(
+                "{:?}",
+                GetAccessTokenResponse {
+                    credential: secret.clone(),
+                    expire_time: None,
+                    version: 1,
+                }
+            ),
+        ];
+        for text in messages {
+            assert!(!text.contains("SECRET"), "{text}");
             assert!(text.contains("[redacted]"), "{text}");
         }
     }

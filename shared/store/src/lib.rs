@@ -46,6 +46,7 @@
 //! keeps it in an OpenBao KV v2 mount. Both pass [`conformance`], the one
 //! test suite of this contract.
 
+mod choice;
 mod embedded;
 mod error;
 mod key;
@@ -57,6 +58,7 @@ use std::{future::Future, sync::Arc};
 
 use time::OffsetDateTime;
 
+pub use choice::{Backend, StorageChoice, StorageConfig, StorageConfigError};
 pub use embedded::EmbeddedStore;
 pub use error::{RETRY_AFTER, StoreError};
 pub use key::{InvalidKey, Key, MAX_KEY_BYTES};

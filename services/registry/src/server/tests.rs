@@ -18,7 +18,7 @@ async fn serve_plain(service: HealthServer<impl Health>) -> HealthClient<Channel
     tokio::spawn(
         Server::builder()
             .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming(locksmith_tls::incoming(listener)),
     );
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
