@@ -6,8 +6,6 @@
 //! PERMISSION_DENIED, the same on alpha's own); key management is never a
 //! tenant's. Beta's secrets are unchanged at the end.
 
-use std::collections::BTreeSet;
-
 use locksmith_auth::{Principal, Role, Roles};
 use locksmith_domain::TenantId;
 use locksmith_proto::credstore::v1::{
@@ -15,7 +13,6 @@ use locksmith_proto::credstore::v1::{
     credential_store_service_client::CredentialStoreServiceClient,
 };
 use locksmith_tls::{ServiceName, TlsFiles};
-use prost::Message;
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -66,16 +63,6 @@ fn expectation(caller: Caller, method: &str) -> Option<Expect> {
         "ProvisionTenantKey" | "RotateTenantKey" | "ShredTenantKey" => Refused,
         _ => return None,
     })
-}
-
-fn served_methods() -> BTreeSet<String> {
-    let set = prost_types::FileDescriptorSet::decode(locksmith_proto::FILE_DESCRIPTOR_SET).unwrap();
-    set.file
-        .iter()
-        .filter(|f| f.package() == "locksmith.credstore.v1")
-        .flat_map(|f| f.service.iter())
-        .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
-        .collect()
 }
 
 struct Client {
@@ -312,7 +299,7 @@ async fn alpha_reaches_only_its_own_secrets_over_grpc() {
     }
     let before = beta_state(&suite).await;
 
-    let methods = served_methods();
+    let methods = crate::harness::served_methods("locksmith.credstore.v1");
     for caller in [
         Caller::Workload,
         Caller::EdgeForAlphaAdmin,

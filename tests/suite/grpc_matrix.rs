@@ -6,15 +6,12 @@
 //! not for workloads (PERMISSION_DENIED); reads of its own tenant succeed.
 //! A principal header the workload sends is ignored.
 
-use std::collections::BTreeSet;
-
 use locksmith_auth::{PRINCIPAL_HEADER, Principal};
 use locksmith_proto::registry::v1::{
     self as pb, api_key_service_client::ApiKeyServiceClient,
     tenant_registry_service_client::TenantRegistryServiceClient,
 };
 use locksmith_tls::TlsFiles;
-use prost::Message;
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -41,17 +38,6 @@ fn expectation(method: &str) -> Option<Expect> {
         | "VerifyApiKey" => Refused,
         _ => return None,
     })
-}
-
-/// Every method of the registry's services, from the descriptors it serves.
-fn served_methods() -> BTreeSet<String> {
-    let set = prost_types::FileDescriptorSet::decode(locksmith_proto::FILE_DESCRIPTOR_SET).unwrap();
-    set.file
-        .iter()
-        .filter(|f| f.package() == "locksmith.registry.v1")
-        .flat_map(|f| f.service.iter())
-        .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
-        .collect()
 }
 
 struct Clients {
@@ -435,7 +421,7 @@ async fn a_workload_reaches_only_its_own_tenant_over_grpc() {
     populate_tenants(&suite, &["alpha", "beta"]).await;
     let mut alpha = workload_clients(&suite, "alpha").await;
 
-    let methods = served_methods();
+    let methods = crate::harness::served_methods("locksmith.registry.v1");
     let missing: Vec<_> = methods
         .iter()
         .filter(|m| expectation(m).is_none())

@@ -435,3 +435,16 @@ async fn start_edge(
     });
     (edge, stop_edge)
 }
+
+/// Every method of the services in proto package `package`, from the
+/// descriptors the suite serves: the matrices cover exactly these.
+pub fn served_methods(package: &str) -> std::collections::BTreeSet<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(locksmith_proto::FILE_DESCRIPTOR_SET).unwrap();
+    set.file
+        .iter()
+        .filter(|f| f.package() == package)
+        .flat_map(|f| f.service.iter())
+        .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
+        .collect()
+}

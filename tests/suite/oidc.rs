@@ -5,21 +5,12 @@
 //! stdin, which only this process holds). Needs `node` and
 //! `tests/tools/node_modules` (`make tools`).
 
-use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::{Arc, Mutex, OnceLock, mpsc},
-    time::Duration,
-};
+use std::sync::OnceLock;
 
 use locksmith_edge::auth::jwt::OidcIssuer;
 use serde_json::{Value, json};
 
-/// How long the server may take to print its start-up line.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
-/// Most stderr kept to explain a failed start.
-const MAX_LOG: usize = 64 * 1024;
+use crate::node_server::NodeServer;
 
 /// The running issuer.
 pub struct Oidc {
@@ -32,9 +23,8 @@ pub struct Oidc {
     pub resource: String,
     /// Every client's secret.
     client_secret: String,
-    /// Held, never written: the server exits when it closes.
-    _stdin: Mutex<ChildStdin>,
-    _child: Mutex<Child>,
+    /// The process; it exits with this one.
+    _server: NodeServer,
 }
 
 /// The server, started on first use.
@@ -43,74 +33,15 @@ pub fn oidc() -> &'static Oidc {
     OIDC.get_or_init(start)
 }
 
-fn tools_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools")
-}
-
 fn start() -> Oidc {
-    let tools = tools_dir();
-    assert!(
-        tools.join("node_modules/oidc-provider").is_dir(),
-        "oidc-provider is not installed in {}: run `make tools`",
-        tools.display()
-    );
-    let mut child = Command::new("node")
-        .arg(tools.join("oidc/server.mjs"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start `node` (is Node.js installed?)");
-    let stdin = child.stdin.take().expect("child stdin");
-    let stdout = child.stdout.take().expect("child stdout");
-    let stderr = child.stderr.take().expect("child stderr");
-
-    // Keep its log for a failure message, and keep both pipes drained so the
-    // server never blocks on a full pipe.
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if std::env::var_os("LOCKSMITH_OIDC_LOG").is_some() {
-                eprintln!("[oidc] {line}");
-            }
-            let mut log = sink.lock().unwrap();
-            if log.len() < MAX_LOG {
-                log.push_str(&line);
-                log.push('\n');
-            }
-        }
-    });
-    let (first_line, first) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = stdout.read_line(&mut line);
-        let _ = first_line.send(line);
-        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-    });
-    let line = first.recv_timeout(START_TIMEOUT).unwrap_or_default();
-    let started: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-        std::thread::sleep(Duration::from_millis(200));
-        panic!(
-            "the OIDC server did not start (first stdout line {line:?}); its stderr:\n{}",
-            log.lock().unwrap()
-        )
-    });
-    let field = |name: &str| -> String {
-        started[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("start-up line lacks {name}: {started}"))
-            .to_owned()
-    };
+    let server = NodeServer::start("oidc/server.mjs", "oidc");
     Oidc {
-        issuer: field("issuer"),
-        jwks_uri: field("jwks_uri"),
-        token_endpoint: field("token_endpoint"),
-        resource: field("resource"),
-        client_secret: field("client_secret"),
-        _stdin: Mutex::new(stdin),
-        _child: Mutex::new(child),
+        issuer: server.field("issuer"),
+        jwks_uri: server.field("jwks_uri"),
+        token_endpoint: server.field("token_endpoint"),
+        resource: server.field("resource"),
+        client_secret: server.field("client_secret"),
+        _server: server,
     }
 }
 
