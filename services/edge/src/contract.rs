@@ -148,10 +148,18 @@ fn catalogue_description() -> String {
                     FieldType::Bool => "true/false",
                     FieldType::PathList => "paths",
                 };
-                format!("`{}` ({kind}{})", f.name, if f.secret { ", secret" } else { "" })
+                format!(
+                    "`{}` ({kind}{})",
+                    f.name,
+                    if f.secret { ", secret" } else { "" }
+                )
             })
             .collect();
-        out.push_str(&format!("\n- {level} `{}`: {}", entry.name, fields.join(", ")));
+        out.push_str(&format!(
+            "\n- {level} `{}`: {}",
+            entry.name,
+            fields.join(", ")
+        ));
     }
     out
 }

@@ -6,5 +6,5 @@ pub mod catalogue;
 pub mod migration;
 mod name;
 
-pub use name::{MAX_NAME_BYTES, MAX_SEGMENTS, NameError, ResourceError, SecretName, SecretRef};
 pub(crate) use name::scope_of_owner;
+pub use name::{MAX_NAME_BYTES, MAX_SEGMENTS, NameError, ResourceError, SecretName, SecretRef};
