@@ -60,7 +60,7 @@ fn expectation(caller: Caller, method: &str) -> Option<Expect> {
                 Refused
             }
         }
-        "ProvisionTenantKey" | "RotateTenantKey" | "ShredTenantKey" => Refused,
+        "ProvisionTenantKey" | "RotateTenantKey" | "ShredTenantKey" | "EraseScope" => Refused,
         _ => return None,
     })
 }
@@ -148,6 +148,12 @@ async fn call(c: &mut Client, method: &str, t: &str) -> Result<(), tonic::Status
                 versions: vec![1],
             });
             c.inner.destroy_secret_versions(r).await.map(drop)
+        }
+        "EraseScope" => {
+            let r = c.request(pb::EraseScopeRequest {
+                scope: format!("tenants/{t}/orgs/sales"),
+            });
+            c.inner.erase_scope(r).await.map(drop)
         }
         "GetConnection" => {
             let r = c.request(pb::GetConnectionRequest {

@@ -23,6 +23,9 @@ impl TenantKeys for NoopKeys {
     async fn shred(&self, _: &Principal, _: &TenantId) -> Result<(), KeyError> {
         Ok(())
     }
+    async fn erase_scope(&self, _: &Principal, _: &Scope) -> Result<(), KeyError> {
+        Ok(())
+    }
 }
 
 fn operator() -> Principal {

@@ -275,3 +275,34 @@ async fn bad_input_is_refused_by_name_and_nothing_is_written() {
     let (_, list) = suite.get("/system/secrets").await;
     assert_eq!(list, json!({"names": []}));
 }
+
+#[tokio::test]
+async fn deleting_a_member_erases_its_secrets_and_a_new_one_starts_empty() {
+    let suite = Suite::start().await;
+    populate_tenants(&suite, &["acme"]).await;
+    let own = json!({"fields": {"provider": "p", "model": "m", "api-key": "sk-old-bot"}});
+    assert_eq!(put(&suite, &format!("{BOT}/secrets/llm"), own).await.0, 201);
+    let org = json!({"fields": {"token": "org-token"}});
+    let org_path = "/tenants/acme/orgs/sales/secrets/tools/search";
+    assert_eq!(put(&suite, org_path, org).await.0, 201);
+
+    // The bot goes, and comes back under the same id: nothing of the old one.
+    assert_eq!(suite.delete(BOT).await.0, 204);
+    let bot = json!({"id": "m1", "display_name": "Member"});
+    let (status, _) = suite.post("/tenants/acme/orgs/sales/bots", bot).await;
+    assert_eq!(status, 201);
+    let (status, body) = suite.get(&format!("{BOT}/secrets/llm")).await;
+    assert_problem(status, &body, 404, "NOT_FOUND");
+    let (_, list) = suite.get(&format!("{BOT}/secrets")).await;
+    assert_eq!(list, json!({"names": []}));
+    // Its org's secret is untouched, and still answers for it.
+    let (_, found) = suite.get(&format!("{BOT}/resolve/tools/search")).await;
+    assert_eq!(found["scope"], "tenants/acme/orgs/sales", "{found}");
+
+    // Deleting the org takes everything inside it.
+    assert_eq!(suite.delete("/tenants/acme/orgs/sales").await.0, 204);
+    let org = json!({"id": "sales", "display_name": "Sales"});
+    assert_eq!(suite.post("/tenants/acme/orgs", org).await.0, 201);
+    let (status, body) = suite.get(org_path).await;
+    assert_problem(status, &body, 404, "NOT_FOUND");
+}

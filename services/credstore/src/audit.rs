@@ -61,6 +61,8 @@ pub enum Operation {
     ListConnections,
     /// Erase a connection record with its history.
     DeleteConnection,
+    /// Erase a member scope's secrets and connection records.
+    EraseScope,
 }
 
 /// How a call ended: `ok`, or the error code it answered.

@@ -417,6 +417,19 @@ impl<S: DocumentStore, W: KeyWrapper + 'static> CredentialStoreService for CredS
         Ok(Response::new(pb::ShredTenantKeyResponse {}))
     }
 
+    async fn erase_scope(
+        &self,
+        request: Request<pb::EraseScopeRequest>,
+    ) -> Rpc<pb::EraseScopeResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let at = scope("scope", &request.into_inner().scope)?;
+        self.store
+            .erase_scope(&principal, &at)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::EraseScopeResponse {}))
+    }
+
     async fn get_connection(
         &self,
         request: Request<pb::GetConnectionRequest>,

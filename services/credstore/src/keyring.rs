@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use locksmith_auth::Principal;
 use locksmith_crypto::{KeyRing, KeyVersion, KeyWrapper, Owner, WrappedKey};
-use locksmith_domain::{ConnectionRef, TenantId};
+use locksmith_domain::{ConnectionRef, Scope, TenantId};
 use locksmith_store::{Cas, Child, DocumentStore, Key, StoreError};
 use locksmith_tls::ServiceName;
 use serde::{Deserialize, Serialize};
@@ -282,7 +282,7 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         // The ciphertext is unreadable now; erasing it too means a tenant
         // later created with the same id starts empty instead of tripping
         // over documents no key opens.
-        self.erase_sealed(owner).await?;
+        self.erase_sealed(root_of(owner)).await?;
         // Nothing is left to re-encrypt; a running sweep stops at its next
         // document when it finds no ring.
         self.unmark_reencryption(owner).await?;
@@ -291,12 +291,12 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
         Ok(())
     }
 
-    /// Erases every secret document and connection record of `owner` with
-    /// its history (its key is gone; see `shred`). Other services' records
+    /// Erases every secret document and connection record under `root` (an
+    /// owner's or a member's folder) with its history. Other services' records
     /// under the same prefix (the registry's `config`, API keys…) are
     /// theirs to remove.
-    async fn erase_sealed(&self, owner: &Owner) -> Result<(), CredError> {
-        let mut folders = vec![root_of(owner)];
+    async fn erase_sealed(&self, root: String) -> Result<(), CredError> {
+        let mut folders = vec![root];
         while let Some(folder) = folders.pop() {
             for child in self.children(&store_key(&folder)?).await? {
                 let path = format!("{folder}/{}", child.name());
@@ -314,6 +314,32 @@ impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
             }
         }
         Ok(())
+    }
+
+    /// Erases the secrets and connection records of a member scope (an org,
+    /// bot or user) and of everything inside it: the registry deletes the
+    /// member. Operators and suite services acting for themselves only.
+    pub async fn erase_scope(&self, principal: &Principal, scope: &Scope) -> Result<(), CredError> {
+        let result = async {
+            principal
+                .require_operator()
+                .map_err(|_| CredError::PermissionDenied {
+                    needs: "a suite service or an operator admin key".into(),
+                })?;
+            let Some(tenant) = scope.tenant().filter(|_| scope.member_kind().is_some()) else {
+                return Err(CredError::InvalidArgument {
+                    field: "scope",
+                    reason: "must be an org, bot or user scope".into(),
+                });
+            };
+            self.erase_sealed(scope.storage_path()).await?;
+            self.cache.invalidate_tenant(tenant);
+            Ok(())
+        }
+        .await;
+        let record = Record::new(principal, Operation::EraseScope, scope.storage_path());
+        self.audit(record, &result).await;
+        result
     }
 
     /// The owner's key ring, from the cache or the store; `None` if it has

@@ -95,6 +95,11 @@ pub fn allow_list() -> AllowList {
             ],
         );
     }
+    // Deleting an org, bot or user erases its material: the registry's call.
+    list = list.allow(
+        &format!("{SERVICE}EraseScope"),
+        [Allowed::Service(ServiceName::Registry)],
+    );
     // Token values: the broker keeps them, the proxy injects them; nobody
     // else ever reads one (the edge shows connections through the broker).
     list = list.allow(
@@ -273,6 +278,11 @@ mod tests {
             }
             assert!(!list.permits(&path(rpc), &workload), "{rpc}");
         }
+        for who in [ServiceName::Edge, ServiceName::Broker, ServiceName::Cli] {
+            assert!(!list.permits(&path("EraseScope"), &svc(who)), "{who:?}");
+        }
+        assert!(list.permits(&path("EraseScope"), &svc(ServiceName::Registry)));
+        assert!(!list.permits(&path("EraseScope"), &workload));
         assert!(!list.permits(&path("Unknown"), &svc(ServiceName::Edge)));
     }
 }

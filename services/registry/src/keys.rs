@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use locksmith_auth::Principal;
-use locksmith_domain::TenantId;
+use locksmith_domain::{Scope, TenantId};
 use locksmith_proto::credstore::v1::{
     self as pb, credential_store_service_client::CredentialStoreServiceClient,
 };
@@ -53,6 +53,10 @@ pub trait TenantKeys: Send + Sync + 'static {
 
     /// Destroys `tenant`'s data key for good; succeeds if it has none.
     async fn shred(&self, actor: &Principal, tenant: &TenantId) -> Result<(), KeyError>;
+
+    /// Erases the secrets and connections of a member scope (an org, bot
+    /// or user) and of everything inside it; succeeds if there are none.
+    async fn erase_scope(&self, actor: &Principal, scope: &Scope) -> Result<(), KeyError>;
 }
 
 /// [`TenantKeys`] over the credential store's gRPC API.
@@ -162,6 +166,18 @@ impl TenantKeys for CredStoreKeys {
             .map(drop)
             .map_err(|s| classify(&s))
     }
+
+    async fn erase_scope(&self, actor: &Principal, scope: &Scope) -> Result<(), KeyError> {
+        let message = pb::EraseScopeRequest {
+            scope: scope.storage_path(),
+        };
+        self.client
+            .clone()
+            .erase_scope(request(actor, message))
+            .await
+            .map(drop)
+            .map_err(|s| classify(&s))
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +232,17 @@ pub(crate) mod fake {
         async fn shred(&self, _: &Principal, tenant: &TenantId) -> Result<(), KeyError> {
             self.enter("shred", tenant)?;
             self.keys.lock().unwrap().remove(tenant.as_str());
+            Ok(())
+        }
+
+        async fn erase_scope(&self, _: &Principal, scope: &Scope) -> Result<(), KeyError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("erase {}", scope.storage_path()));
+            if self.down.load(Ordering::SeqCst) {
+                return Err(KeyError::Unavailable("down for the test".into()));
+            }
             Ok(())
         }
     }

@@ -18,8 +18,10 @@
 
 use std::sync::Arc;
 
+use locksmith_auth::Principal;
 use locksmith_domain::{Member, MemberKind, MemberPatch, MemberSpec, Scope};
 use locksmith_store::{Cas, DocumentStore, StoreError};
+use locksmith_tls::ServiceName;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 
@@ -302,6 +304,16 @@ impl<S: DocumentStore> Registry<S> {
         if !marked {
             return Err(too_busy(scope));
         }
+        // The member's secrets and connections first: a member later created
+        // with the same id must not find them. The mark stays until both are
+        // done, so a failure here is finished by the next delete.
+        let myself = Principal::Service {
+            service: ServiceName::Registry,
+        };
+        self.keys
+            .erase_scope(&myself, scope)
+            .await
+            .map_err(RegistryError::Keys)?;
         self.erase(scope).await?;
         tracing::info!(scope = %scope, "member deleted");
         Ok(())
