@@ -8,6 +8,8 @@ mod harness;
 mod auth;
 mod auth_jwt;
 mod bad_input;
+mod broker_flows;
+mod broker_refresh;
 mod credstore_grpc;
 mod credstore_matrix;
 mod credstore_openbao;

@@ -67,7 +67,23 @@ impl EgressClient {
             policy: Arc::clone(&compiled),
             lookup: Arc::clone(&lookup),
         };
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for path in &policy.ca_files {
+            let fail = |reason: String| PolicyError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| fail(e.without_url().to_string()))?;
+            if roots.is_empty() {
+                return Err(fail("holds no PEM certificate".into()));
+            }
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder
             // A 3xx goes back to the caller: following it would be a second,
             // unchecked request, with the first one's credentials.
             .redirect(reqwest::redirect::Policy::none())

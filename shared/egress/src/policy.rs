@@ -1,7 +1,7 @@
 //! The deployment's egress policy: what it allow-lists and the bounds on
 //! every call. Read from a service's TOML like any other table.
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use crate::address::unmapped;
 /// timeout_ms = 10000                         # default: 10 s, connect + request + body
 /// connect_timeout_ms = 3000                  # default: 3 s
 /// user_agent = "locksmith-egress/0.1.0"      # default: this crate's name and version
+/// ca_files = ["/etc/pki/corp-ca.pem"]        # default: none (the system's roots only)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -46,6 +47,11 @@ pub struct EgressPolicy {
     /// `User-Agent` sent with every request (a request may set its own).
     /// Default `locksmith-egress/<version>`.
     pub user_agent: String,
+    /// PEM files of CA certificates trusted for https in addition to the
+    /// system's roots: a provider the deployment runs behind a private CA
+    /// (a self-hosted GitLab), or the tests' loopback servers. Read when the
+    /// client is built; an unreadable or empty file fails then.
+    pub ca_files: Vec<PathBuf>,
 }
 
 impl Default for EgressPolicy {
@@ -57,6 +63,7 @@ impl Default for EgressPolicy {
             timeout_ms: 10_000,
             connect_timeout_ms: 3_000,
             user_agent: concat!("locksmith-egress/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ca_files: Vec::new(),
         }
     }
 }
@@ -81,6 +88,14 @@ pub enum PolicyError {
     /// The user agent is not a valid header value.
     #[error("egress user_agent is not a valid header value")]
     UserAgent,
+    /// A `ca_files` entry could not be read or holds no PEM certificate.
+    #[error("egress ca_files entry `{path}`: {reason}")]
+    CaFile {
+        /// The file as configured.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The HTTP client could not be built (its TLS roots, for one).
     #[error("egress HTTP client: {0}")]
     Client(String),

@@ -1,0 +1,725 @@
+//! The broker's calls, on domain types (the gRPC layer converts): starting
+//! and completing an authorization-code flow, storing credentials without a
+//! flow, showing, listing, refreshing and deleting connections.
+//!
+//! Every call checks its principal against the connection's tenant itself
+//! (defence in depth, after the edge): another tenant's connection answers
+//! NOT_FOUND exactly as an absent one, a missing role PERMISSION_DENIED. The
+//! credential store checks again, as the principal is forwarded to it.
+//!
+//! Time is always a parameter (`now`), so expiry is tested without sleeping.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use locksmith_auth::{Access, Denied, Principal, Role, Roles};
+use locksmith_domain::{ConnectionRef, IntegrationId, Scope, TenantId};
+use locksmith_egress::EgressClient;
+use locksmith_store::DocumentStore;
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+use crate::{
+    catalog::{AuthMode, AuthorizationRequest, Catalog, InputError, Provider},
+    config::{PublicUrl, ReturnUrlPolicy},
+    credstore::CredstoreClient,
+    error::BrokerError,
+    record::ConnectionState,
+    refresh::{AccessCredential, Refresher},
+    state::{
+        Expected, PendingAuthorization, PendingStore, Pkce, STATE_TTL, State, StateError,
+        parse_owner,
+    },
+    token::{self, Revoked, TokenHint},
+};
+
+/// Most scopes one request may name, and the longest scope.
+const MAX_SCOPES: usize = 64;
+const MAX_SCOPE_LEN: usize = 256;
+/// Longest return URL and credential value accepted.
+const MAX_URL_LEN: usize = 2048;
+const MAX_CREDENTIAL_LEN: usize = 8192;
+/// How many times a create-or-replace re-reads after a concurrent write.
+const WRITE_ATTEMPTS: usize = 3;
+
+mod types;
+
+use types::expected_credentials;
+pub use types::{
+    CompleteRequest, Completed, ConnectionList, ConnectionView, Credentials, StartRequest, Started,
+};
+
+/// The broker: everything a call needs.
+pub struct Broker<S> {
+    catalog: Arc<Catalog>,
+    pending: PendingStore<S>,
+    credstore: CredstoreClient,
+    egress: EgressClient,
+    refresher: Refresher,
+    public_url: PublicUrl,
+    return_urls: ReturnUrlPolicy,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> BrokerError {
+    BrokerError::InvalidArgument {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether `principal` may act on `scope` with `access`. Another tenant's
+/// scope is `absent` (the caller cannot tell it from a missing one).
+pub fn authorize(
+    principal: &Principal,
+    scope: &Scope,
+    access: Access,
+    absent: &'static str,
+) -> Result<(), BrokerError> {
+    let denied = match scope.tenant() {
+        Some(tenant) => principal.authorize(tenant, access),
+        None => principal.require_operator(),
+    };
+    denied.map_err(|d| match d {
+        Denied::Invisible => BrokerError::NotFound(absent),
+        Denied::Forbidden { needs } => BrokerError::PermissionDenied { needs },
+    })
+}
+
+/// A connection resource name from the `name` field.
+pub fn parse_connection(name: &str, field: &str) -> Result<ConnectionRef, BrokerError> {
+    ConnectionRef::parse(name).map_err(|e| invalid(field, e.to_string()))
+}
+
+/// Requested scopes: bounded, no blanks or whitespace inside (a separator
+/// inside one scope would smuggle another).
+pub fn check_scopes(scopes: &[String], field: &str) -> Result<(), BrokerError> {
+    if scopes.len() > MAX_SCOPES {
+        return Err(invalid(field, format!("at most {MAX_SCOPES} scopes")));
+    }
+    for (i, s) in scopes.iter().enumerate() {
+        if s.is_empty()
+            || s.len() > MAX_SCOPE_LEN
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                format!("{field}[{i}]"),
+                format!("must be 1 to {MAX_SCOPE_LEN} characters without spaces"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The provider's `error` parameter as we repeat it: RFC 6749 error codes
+/// are short ASCII words; anything else (it is attacker-controlled text on
+/// an anonymous route) is not echoed.
+pub fn provider_error_code(error: &str) -> String {
+    let ok = !error.is_empty()
+        && error.len() <= 64
+        && error
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if ok {
+        error.to_owned()
+    } else {
+        "invalid_error".to_owned()
+    }
+}
+
+fn input_error(e: InputError) -> BrokerError {
+    match e {
+        InputError::Unknown(name) => {
+            invalid(format!("inputs.{name}"), "is not an input of this provider")
+        }
+        InputError::Missing(name) => invalid(format!("inputs.{name}"), "is required"),
+        InputError::NoMatch { name, pattern } => {
+            invalid(format!("inputs.{name}"), format!("must match {pattern}"))
+        }
+        InputError::BadUrl(reason) => {
+            invalid("inputs", format!("the URL built from them {reason}"))
+        }
+    }
+}
+
+fn state_error(e: StateError) -> BrokerError {
+    match e {
+        StateError::Unknown => invalid("state", "is unknown"),
+        StateError::Expired => invalid("state", "has expired; start the authorization again"),
+        StateError::Used => invalid("state", "was already used; start the authorization again"),
+        StateError::IntegrationMismatch => invalid(
+            "integration",
+            "is not the integration the state was issued for",
+        ),
+        StateError::RedirectMismatch => invalid(
+            "redirect_uri",
+            "is not the redirect URI the state was issued for",
+        ),
+        StateError::Storage(e) => match e {
+            locksmith_store::StoreError::Unavailable { .. } => BrokerError::Unavailable {
+                what: "the broker's storage",
+                retry_after: crate::error::RETRY_AFTER,
+            },
+            e => BrokerError::Internal(format!("pending authorizations: {e}")),
+        },
+        e @ (StateError::Crypto | StateError::Corrupt(_)) => {
+            BrokerError::Internal(format!("pending authorizations: {e}"))
+        }
+    }
+}
+
+/// The principal the callback's writes are made as: the state is the
+/// authority, and it names one tenant, so the credential store confines
+/// the writes to that tenant (never the broker's every-tenant identity).
+fn callback_principal(pending: &PendingAuthorization) -> Principal {
+    let mut subject = format!("oauth-callback:{}", pending.subject);
+    subject.truncate(500);
+    Principal::Tenant {
+        tenant: pending.tenant.clone(),
+        roles: Roles::of([Role::Write]),
+        subject,
+    }
+}
+
+impl<S: DocumentStore> Broker<S> {
+    /// A broker over its parts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        catalog: Arc<Catalog>,
+        pending: PendingStore<S>,
+        credstore: CredstoreClient,
+        egress: EgressClient,
+        refresher: Refresher,
+        public_url: PublicUrl,
+        return_urls: ReturnUrlPolicy,
+    ) -> Self {
+        Self {
+            catalog,
+            pending,
+            credstore,
+            egress,
+            refresher,
+            public_url,
+            return_urls,
+        }
+    }
+
+    /// Pending authorizations (health probes, purging).
+    pub fn pending(&self) -> &PendingStore<S> {
+        &self.pending
+    }
+
+    fn provider(&self, integration: &IntegrationId) -> Result<&Provider, BrokerError> {
+        self.catalog
+            .get(integration.as_str())
+            .ok_or(BrokerError::NotFound("integration"))
+    }
+
+    /// Starts an authorization-code flow for `request.owner`.
+    pub async fn start_authorization(
+        &self,
+        principal: &Principal,
+        request: StartRequest,
+        now: OffsetDateTime,
+    ) -> Result<Started, BrokerError> {
+        let owner = parse_owner(&request.owner).ok_or_else(|| {
+            invalid(
+                "owner",
+                "must be tenants/{t}, tenants/{t}/orgs/{o}, …/bots/{b} or …/users/{u}",
+            )
+        })?;
+        let Some(tenant) = owner.tenant().cloned() else {
+            return Err(invalid(
+                "owner",
+                "connections belong to a tenant or its members",
+            ));
+        };
+        // A tenant principal of that tenant with the write role, or an
+        // operator; a suite service acting for itself starts no user flow.
+        if let Principal::Service { .. } = principal {
+            return Err(BrokerError::PermissionDenied {
+                needs: "a tenant principal or an operator".into(),
+            });
+        }
+        authorize(principal, &owner, Access::Write, "owner")?;
+        let integration = IntegrationId::parse(&request.integration)
+            .map_err(|e| invalid("integration", e.to_string()))?;
+        let provider = self.provider(&integration)?;
+        if provider.auth_mode() != AuthMode::OAuth2AuthorizationCode {
+            return Err(invalid(
+                "integration",
+                format!(
+                    "{integration} uses {}: it has no authorization flow; store its credentials",
+                    provider.auth_mode().as_str()
+                ),
+            ));
+        }
+        check_scopes(&request.scopes, "scopes")?;
+        let return_url = self.check_return_url(&tenant, &request.return_url)?;
+        let inputs = provider
+            .resolve_inputs(&request.inputs)
+            .map_err(input_error)?;
+        let app = self.credstore.oauth_app(&owner, &integration).await?;
+        let pkce = match provider.oauth2().is_some_and(|o| o.pkce()) {
+            true => Some(Pkce::generate().map_err(state_error)?),
+            false => None,
+        };
+        let redirect_uri = self.public_url.redirect_uri(integration.as_str());
+        let state = State::generate().map_err(state_error)?;
+        let scopes = (!request.scopes.is_empty()).then_some(request.scopes.as_slice());
+        let url = provider
+            .authorization_request_url(
+                &inputs,
+                &AuthorizationRequest {
+                    client_id: &app.client_id,
+                    redirect_uri: &redirect_uri,
+                    state: state.expose(),
+                    scopes,
+                    code_challenge: pkce.as_ref().map(|p| p.challenge.as_str()),
+                },
+            )
+            .map_err(|e| match e {
+                crate::catalog::EndpointError::Input(e) => input_error(e),
+                e => BrokerError::Internal(format!("authorization URL: {e}")),
+            })?;
+        let expires_at = now + STATE_TTL;
+        let pending = PendingAuthorization {
+            connection: ConnectionRef {
+                scope: owner,
+                integration,
+            },
+            tenant,
+            subject: subject_of(principal),
+            redirect_uri,
+            return_url,
+            inputs: inputs.as_map().clone(),
+            scopes: request.scopes,
+            pkce_verifier: pkce.map(|p| p.verifier),
+            created_at: now,
+            expires_at,
+        };
+        self.pending
+            .issue(&state, &pending)
+            .await
+            .map_err(state_error)?;
+        Ok(Started {
+            authorization_url: url.into(),
+            state,
+            expires_at,
+        })
+    }
+
+    fn check_return_url(
+        &self,
+        tenant: &TenantId,
+        url: &str,
+    ) -> Result<Option<String>, BrokerError> {
+        if url.is_empty() {
+            return Ok(None);
+        }
+        if url.len() > MAX_URL_LEN {
+            return Err(invalid(
+                "return_url",
+                format!("longer than {MAX_URL_LEN} bytes"),
+            ));
+        }
+        if !self.return_urls.permits(tenant, url) {
+            return Err(invalid(
+                "return_url",
+                "is not on the tenant's allow-list of return URLs",
+            ));
+        }
+        Ok(Some(url.to_owned()))
+    }
+
+    /// Completes a flow from the provider's redirect. The state is consumed
+    /// whatever the outcome; nothing is stored unless tokens were obtained.
+    pub async fn complete_authorization(
+        &self,
+        principal: &Principal,
+        request: CompleteRequest,
+        now: OffsetDateTime,
+    ) -> Result<Completed, BrokerError> {
+        let state =
+            State::from_callback(&request.state).ok_or_else(|| state_error(StateError::Unknown))?;
+        let expected = Expected {
+            integration: &request.integration,
+            redirect_uri: &request.redirect_uri,
+            confined_to: principal.tenant(),
+        };
+        let pending = self
+            .pending
+            .consume(&state, &expected, now)
+            .await
+            .map_err(state_error)?;
+        let at = pending.connection.clone();
+        if !request.error.is_empty() {
+            // The user (or the provider) declined: a clear answer, nothing
+            // stored; the description is provider text and stays out.
+            return Err(BrokerError::Provider {
+                integration: at.integration.to_string(),
+                status: 302,
+                code: provider_error_code(&request.error),
+            });
+        }
+        if request.code.expose_secret().is_empty() {
+            return Err(invalid(
+                "code",
+                "is required when the provider reports no error",
+            ));
+        }
+        let provider = self.provider(&at.integration)?;
+        let inputs = provider
+            .resolve_inputs(&pending.inputs)
+            .map_err(input_error)?;
+        let app = self.credstore.oauth_app(&at.scope, &at.integration).await?;
+        let tokens = token::exchange_code(
+            &self.egress,
+            provider,
+            &inputs,
+            &app,
+            &request.code,
+            &pending.redirect_uri,
+            pending.pkce_verifier.as_ref(),
+        )
+        .await?;
+        let requested = if pending.scopes.is_empty() {
+            provider
+                .oauth2()
+                .map(|o| o.default_scopes().to_vec())
+                .unwrap_or_default()
+        } else {
+            pending.scopes.clone()
+        };
+        let writer = callback_principal(&pending);
+        let state = self
+            .replace(
+                &writer,
+                &at,
+                now,
+                |old| {
+                    let mut fresh = ConnectionState::new(
+                        at.integration.clone(),
+                        AuthMode::OAuth2AuthorizationCode,
+                        old.map_or(now, |o| o.created_at),
+                    );
+                    fresh.scopes = requested.clone();
+                    fresh.inputs = inputs.as_map().clone();
+                    fresh
+                },
+                Some(tokens),
+            )
+            .await?;
+        tracing::info!(connection = %at, "authorization completed");
+        Ok(Completed {
+            connection: ConnectionView::of(&at, &state),
+            return_url: pending.return_url,
+        })
+    }
+
+    /// Writes a new connection at `at` over whatever is there (create or
+    /// replace, check-and-set on the version read; re-read and retried a
+    /// few times when a concurrent write lands in between). `build` makes
+    /// the new state from the old one; `tokens` are applied to it at `now`.
+    async fn replace(
+        &self,
+        principal: &Principal,
+        at: &ConnectionRef,
+        now: OffsetDateTime,
+        build: impl Fn(Option<&ConnectionState>) -> ConnectionState,
+        mut tokens: Option<crate::catalog::TokenSet>,
+    ) -> Result<ConnectionState, BrokerError> {
+        let mut state = build(None);
+        if let Some(t) = tokens.take() {
+            token::apply_tokens(&mut state, t, now);
+        }
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let current = self.credstore.get(Some(principal), at).await?;
+            let version = current.as_ref().map_or(0, |(_, v)| *v);
+            let mut next = build(current.as_ref().map(|(s, _)| s));
+            // Tokens, expiry, scopes and metadata as applied once above.
+            next.access_token = state.access_token.clone();
+            next.refresh_token = state.refresh_token.clone();
+            next.expires_at = state.expires_at;
+            next.scopes = state.scopes.clone();
+            next.metadata = state.metadata.clone();
+            next.updated_at = now;
+            match self
+                .credstore
+                .put(Some(principal), at, &next, version)
+                .await
+            {
+                Ok(_) => return Ok(next),
+                Err(BrokerError::VersionConflict) if attempt < WRITE_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(BrokerError::VersionConflict)
+    }
+
+    /// Stores credentials without a flow.
+    pub async fn store_credentials(
+        &self,
+        principal: &Principal,
+        name: &str,
+        credentials: Credentials,
+        inputs: &BTreeMap<String, String>,
+        now: OffsetDateTime,
+    ) -> Result<ConnectionView, BrokerError> {
+        let at = parse_connection(name, "name")?;
+        authorize(principal, &at.scope, Access::Write, "connection")?;
+        let provider = self.provider(&at.integration)?;
+        let (mode, sent) = credentials.mode();
+        if mode != provider.auth_mode() {
+            return Err(invalid(
+                sent,
+                format!(
+                    "{} uses {}: send {}",
+                    at.integration,
+                    provider.auth_mode().as_str(),
+                    expected_credentials(provider.auth_mode())
+                ),
+            ));
+        }
+        let inputs = provider.resolve_inputs(inputs).map_err(input_error)?;
+        let mut fresh = ConnectionState::new(at.integration.clone(), mode, now);
+        fresh.inputs = inputs.as_map().clone();
+        match credentials {
+            Credentials::ApiKey(key) => {
+                fresh.api_key = Some(check_secret(key, "api_key.key")?);
+            }
+            Credentials::Basic { username, password } => {
+                if username.is_empty() || username.len() > 256 || username.contains(':') {
+                    return Err(invalid(
+                        "basic.username",
+                        "must be 1 to 256 characters without ':'",
+                    ));
+                }
+                fresh.username = Some(username);
+                fresh.password = Some(check_secret(password, "basic.password")?);
+            }
+            Credentials::Tokens {
+                access_token,
+                refresh_token,
+                expires_in,
+                scopes,
+            } => {
+                check_scopes(&scopes, "tokens.scopes")?;
+                fresh.access_token = Some(check_secret(access_token, "tokens.access_token")?);
+                fresh.refresh_token = refresh_token
+                    .filter(|r| !r.expose_secret().is_empty())
+                    .map(|r| check_secret(r, "tokens.refresh_token"))
+                    .transpose()?;
+                let lifetime = match expires_in {
+                    0 => provider.oauth2().and_then(|o| o.default_expires_in()),
+                    s => Some(std::time::Duration::from_secs(u64::from(s))),
+                };
+                fresh.expires_at = lifetime.map(|l| now + l);
+                fresh.scopes = scopes;
+            }
+            Credentials::ClientCredentials { scopes } => {
+                check_scopes(&scopes, "client_credentials.scopes")?;
+                // Tokens come on demand (GetAccessToken); the app must exist
+                // now, so a connection that can never work is refused here.
+                self.credstore.oauth_app(&at.scope, &at.integration).await?;
+                fresh.scopes = if scopes.is_empty() {
+                    provider
+                        .oauth2()
+                        .map(|o| o.default_scopes().to_vec())
+                        .unwrap_or_default()
+                } else {
+                    scopes
+                };
+            }
+        }
+        let state = self
+            .replace(
+                principal,
+                &at,
+                now,
+                |old| {
+                    let mut next = fresh.clone();
+                    if let Some(old) = old {
+                        next.created_at = old.created_at;
+                    }
+                    next
+                },
+                None,
+            )
+            .await;
+        // `replace` copies tokens from its first build; credentials other
+        // than tokens were set on `fresh` itself.
+        let state = state?;
+        Ok(ConnectionView::of(&at, &state))
+    }
+
+    /// One connection's metadata.
+    pub async fn get_connection(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<ConnectionView, BrokerError> {
+        let at = parse_connection(name, "name")?;
+        authorize(principal, &at.scope, Access::Read, "connection")?;
+        let (state, _) = self
+            .credstore
+            .get(Some(principal), &at)
+            .await?
+            .ok_or(BrokerError::NotFound("connection"))?;
+        Ok(ConnectionView::of(&at, &state))
+    }
+
+    /// One page of an owner's connections (metadata).
+    pub async fn list_connections(
+        &self,
+        principal: &Principal,
+        parent: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<ConnectionList, BrokerError> {
+        let owner = parse_owner(parent).ok_or_else(|| {
+            invalid(
+                "parent",
+                "must be tenants/{t}, tenants/{t}/orgs/{o}, …/bots/{b} or …/users/{u}",
+            )
+        })?;
+        authorize(principal, &owner, Access::Read, "owner")?;
+        if page_size < 0 {
+            return Err(invalid("page_size", "must not be negative"));
+        }
+        let page = self
+            .credstore
+            .list(Some(principal), &owner, page_size, page_token)
+            .await?;
+        let mut connections = Vec::with_capacity(page.connections.len());
+        for at in &page.connections {
+            // A record deleted between the listing and this read is skipped.
+            if let Some((state, _)) = self.credstore.get(Some(principal), at).await? {
+                connections.push(ConnectionView::of(at, &state));
+            }
+        }
+        Ok(ConnectionList {
+            connections,
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// Revokes at the provider when it has an endpoint, then erases the
+    /// record; answers whether the provider confirmed. A provider that
+    /// cannot be reached does not keep the credentials alive here.
+    pub async fn delete_connection(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<bool, BrokerError> {
+        let at = parse_connection(name, "name")?;
+        authorize(principal, &at.scope, Access::Write, "connection")?;
+        let (state, version) = self
+            .credstore
+            .get(Some(principal), &at)
+            .await?
+            .ok_or(BrokerError::NotFound("connection"))?;
+        let revoked = self.revoke(&at, &state).await;
+        match self.credstore.delete(Some(principal), &at, version).await {
+            // A refresh wrote meanwhile: its tokens go too (they belong to
+            // the grant just revoked).
+            Err(BrokerError::VersionConflict) => {
+                self.credstore.delete(Some(principal), &at, 0).await?
+            }
+            other => other?,
+        }
+        tracing::info!(connection = %at, revoked, "connection deleted");
+        Ok(revoked)
+    }
+
+    async fn revoke(&self, at: &ConnectionRef, state: &ConnectionState) -> bool {
+        let Ok(provider) = self.provider(&at.integration) else {
+            return false;
+        };
+        if !provider.auth_mode().is_oauth2() {
+            return false;
+        }
+        let Ok(inputs) = provider.resolve_inputs(&state.inputs) else {
+            return false;
+        };
+        // The refresh token revokes the whole grant (RFC 7009 §2.1); the
+        // bearer style takes the access token.
+        let bearer = matches!(
+            provider.revocation_url(&inputs),
+            Ok(Some((_, crate::catalog::RevocationStyle::Bearer)))
+        );
+        let (token, hint) = match (&state.refresh_token, &state.access_token) {
+            (Some(r), _) if !bearer => (r, TokenHint::RefreshToken),
+            (_, Some(a)) => (a, TokenHint::AccessToken),
+            (Some(r), None) => (r, TokenHint::RefreshToken),
+            (None, None) => return false,
+        };
+        let app = match self.credstore.oauth_app(&at.scope, &at.integration).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::warn!(connection = %at, error = %e, "cannot revoke: no OAuth app");
+                return false;
+            }
+        };
+        match token::revoke(&self.egress, provider, &inputs, &app, token, hint).await {
+            Ok(Revoked::Done) => true,
+            Ok(Revoked::NoEndpoint) => false,
+            Err(e) => {
+                tracing::warn!(connection = %at, error = %e, "revocation at the provider failed");
+                false
+            }
+        }
+    }
+
+    /// Refreshes now (the refresh protocol).
+    pub async fn refresh_connection(
+        &self,
+        principal: &Principal,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<ConnectionView, BrokerError> {
+        let at = parse_connection(name, "name")?;
+        authorize(principal, &at.scope, Access::Write, "connection")?;
+        let state = self.refresher.refresh_now(principal, &at, now).await?;
+        Ok(ConnectionView::of(&at, &state))
+    }
+
+    /// A usable credential (the token proxy's call).
+    pub async fn access_token(
+        &self,
+        principal: &Principal,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<AccessCredential, BrokerError> {
+        let at = parse_connection(name, "name")?;
+        authorize(principal, &at.scope, Access::Read, "connection")?;
+        self.refresher.access_token(principal, &at, now).await
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+/// Who a principal is, for the audit trail of a flow's writes.
+fn subject_of(principal: &Principal) -> String {
+    match principal {
+        Principal::Operator { subject } | Principal::Tenant { subject, .. } => subject.clone(),
+        Principal::Workload { tenant, name } => format!("workload:{tenant}/{name}"),
+        Principal::Service { service } => format!("service:{service}"),
+    }
+}
+
+fn check_secret(value: SecretString, field: &str) -> Result<SecretString, BrokerError> {
+    let v = value.expose_secret();
+    if v.is_empty() || v.len() > MAX_CREDENTIAL_LEN || v.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("must be 1 to {MAX_CREDENTIAL_LEN} characters without control characters"),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+#[path = "flows_tests.rs"]
+mod tests;

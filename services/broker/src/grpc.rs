@@ -1,0 +1,312 @@
+//! The gRPC face of the broker (`locksmith.broker.v1.OAuthBrokerService`):
+//! each RPC converts its request to domain values, calls [`Broker`] with the
+//! caller's [`Principal`] and the current time, and converts the answer
+//! back. Prost types stay in this module. Which caller kinds reach which
+//! RPC is the transport's allow-list (server.rs); whose connections a call
+//! reaches is decided by the flows, per principal.
+
+use std::sync::Arc;
+
+use locksmith_auth::Principal;
+use locksmith_proto::broker::v1::{
+    self as pb, o_auth_broker_service_server::OAuthBrokerService,
+    store_credentials_request::Credentials as PbCredentials,
+};
+use locksmith_store::{Clock, DocumentStore};
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    catalog::AuthMode,
+    error::BrokerError,
+    flows::{Broker, CompleteRequest, ConnectionView, Credentials, StartRequest},
+    record::Status as ConnectionStatus,
+};
+
+/// The tonic service.
+pub struct BrokerApi<S> {
+    broker: Arc<Broker<S>>,
+    clock: Clock,
+}
+
+impl<S> BrokerApi<S> {
+    /// Serves `broker`, reading the time from `clock`.
+    pub fn new(broker: Arc<Broker<S>>, clock: Clock) -> Self {
+        Self { broker, clock }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+}
+
+type Rpc<T> = Result<Response<T>, Status>;
+
+fn status(e: BrokerError) -> Status {
+    e.into()
+}
+
+fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        // Always below 10^9, so it fits.
+        nanos: i32::try_from(t.nanosecond()).unwrap_or(0),
+    }
+}
+
+fn auth_mode(mode: AuthMode) -> pb::AuthMode {
+    match mode {
+        AuthMode::OAuth2AuthorizationCode => pb::AuthMode::Oauth2Code,
+        AuthMode::OAuth2ClientCredentials => pb::AuthMode::Oauth2ClientCredentials,
+        AuthMode::ApiKey => pb::AuthMode::ApiKey,
+        AuthMode::Basic => pb::AuthMode::Basic,
+    }
+}
+
+fn connection_status(s: ConnectionStatus) -> pb::ConnectionStatus {
+    match s {
+        ConnectionStatus::Active => pb::ConnectionStatus::Active,
+        ConnectionStatus::NeedsReauth => pb::ConnectionStatus::NeedsReauth,
+        ConnectionStatus::RefreshFailing => pb::ConnectionStatus::RefreshFailing,
+    }
+}
+
+/// The wire form of a connection: metadata only, by construction (the view
+/// holds no token).
+pub fn connection(view: ConnectionView) -> pb::Connection {
+    pb::Connection {
+        name: view.name,
+        integration: view.integration,
+        auth_mode: auth_mode(view.auth_mode).into(),
+        status: connection_status(view.status).into(),
+        scopes: view.scopes,
+        expire_time: view.expires_at.map(timestamp),
+        metadata: view.metadata.into_iter().collect(),
+        create_time: Some(timestamp(view.created_at)),
+        update_time: Some(timestamp(view.updated_at)),
+        has_refresh_token: view.has_refresh_token,
+    }
+}
+
+/// The domain form of StoreCredentials' `credentials`, naming the field
+/// when it is missing.
+fn credentials(c: Option<PbCredentials>) -> Result<Credentials, BrokerError> {
+    Ok(match c {
+        Some(PbCredentials::ApiKey(k)) => Credentials::ApiKey(SecretString::from(k.key)),
+        Some(PbCredentials::Basic(b)) => Credentials::Basic {
+            username: b.username,
+            password: SecretString::from(b.password),
+        },
+        Some(PbCredentials::Tokens(t)) => Credentials::Tokens {
+            access_token: SecretString::from(t.access_token),
+            refresh_token: Some(SecretString::from(t.refresh_token)),
+            expires_in: t.expires_in,
+            scopes: t.scopes,
+        },
+        Some(PbCredentials::ClientCredentials(c)) => {
+            Credentials::ClientCredentials { scopes: c.scopes }
+        }
+        None => {
+            return Err(BrokerError::InvalidArgument {
+                field: "credentials".into(),
+                reason: "one of api_key, basic, tokens or client_credentials is required".into(),
+            });
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
+    async fn start_authorization(
+        &self,
+        request: Request<pb::StartAuthorizationRequest>,
+    ) -> Rpc<pb::StartAuthorizationResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.into_inner();
+        let started = self
+            .broker
+            .start_authorization(
+                &principal,
+                StartRequest {
+                    owner: r.owner,
+                    integration: r.integration,
+                    scopes: r.scopes,
+                    return_url: r.return_url,
+                    inputs: r.inputs.into_iter().collect(),
+                },
+                self.now(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::StartAuthorizationResponse {
+            authorization_url: started.authorization_url,
+            state: started.state.expose().to_owned(),
+            expire_time: Some(timestamp(started.expires_at)),
+        }))
+    }
+
+    async fn complete_authorization(
+        &self,
+        request: Request<pb::CompleteAuthorizationRequest>,
+    ) -> Rpc<pb::CompleteAuthorizationResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.into_inner();
+        // `error_description` is provider-controlled text: neither stored,
+        // logged nor answered.
+        let completed = self
+            .broker
+            .complete_authorization(
+                &principal,
+                CompleteRequest {
+                    integration: r.integration,
+                    state: r.state,
+                    code: SecretString::from(r.code),
+                    error: r.error,
+                    redirect_uri: r.redirect_uri,
+                },
+                self.now(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CompleteAuthorizationResponse {
+            connection: Some(connection(completed.connection)),
+            return_url: completed.return_url.unwrap_or_default(),
+        }))
+    }
+
+    async fn store_credentials(
+        &self,
+        request: Request<pb::StoreCredentialsRequest>,
+    ) -> Rpc<pb::StoreCredentialsResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.into_inner();
+        let creds = credentials(r.credentials).map_err(status)?;
+        let inputs = r.inputs.into_iter().collect();
+        let view = self
+            .broker
+            .store_credentials(&principal, &r.name, creds, &inputs, self.now())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::StoreCredentialsResponse {
+            connection: Some(connection(view)),
+        }))
+    }
+
+    async fn get_connection(
+        &self,
+        request: Request<pb::GetConnectionRequest>,
+    ) -> Rpc<pb::GetConnectionResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let view = self
+            .broker
+            .get_connection(&principal, &request.get_ref().name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetConnectionResponse {
+            connection: Some(connection(view)),
+        }))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> Rpc<pb::ListConnectionsResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.get_ref();
+        let list = self
+            .broker
+            .list_connections(&principal, &r.parent, r.page_size, &r.page_token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListConnectionsResponse {
+            connections: list.connections.into_iter().map(connection).collect(),
+            next_page_token: list.next_page_token,
+        }))
+    }
+
+    async fn refresh_connection(
+        &self,
+        request: Request<pb::RefreshConnectionRequest>,
+    ) -> Rpc<pb::RefreshConnectionResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let view = self
+            .broker
+            .refresh_connection(&principal, &request.get_ref().name, self.now())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RefreshConnectionResponse {
+            connection: Some(connection(view)),
+        }))
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<pb::DeleteConnectionRequest>,
+    ) -> Rpc<pb::DeleteConnectionResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let revoked = self
+            .broker
+            .delete_connection(&principal, &request.get_ref().name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteConnectionResponse {
+            revoked_at_provider: revoked,
+        }))
+    }
+
+    async fn get_access_token(
+        &self,
+        request: Request<pb::GetAccessTokenRequest>,
+    ) -> Rpc<pb::GetAccessTokenResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let got = self
+            .broker
+            .access_token(&principal, &request.get_ref().name, self.now())
+            .await
+            .map_err(status)?;
+        // Basic connections are injected as `user:password` (the proto's
+        // contract); the proxy base64-encodes it.
+        let credential = match &got.username {
+            Some(user) => format!("{user}:{}", got.credential.expose_secret()),
+            None => got.credential.expose_secret().to_owned(),
+        };
+        Ok(Response::new(pb::GetAccessTokenResponse {
+            credential,
+            expire_time: got.expires_at.map(timestamp),
+            version: got.version,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_credentials_oneof_names_the_field() {
+        match credentials(None) {
+            Err(BrokerError::InvalidArgument { field, .. }) => assert_eq!(field, "credentials"),
+            _ => panic!("expected INVALID_ARGUMENT"),
+        }
+    }
+
+    #[test]
+    fn every_mode_and_status_has_its_wire_value() {
+        for (mode, wire) in [
+            (AuthMode::OAuth2AuthorizationCode, pb::AuthMode::Oauth2Code),
+            (
+                AuthMode::OAuth2ClientCredentials,
+                pb::AuthMode::Oauth2ClientCredentials,
+            ),
+            (AuthMode::ApiKey, pb::AuthMode::ApiKey),
+            (AuthMode::Basic, pb::AuthMode::Basic),
+        ] {
+            assert_eq!(auth_mode(mode), wire);
+        }
+        assert_eq!(
+            connection_status(ConnectionStatus::NeedsReauth),
+            pb::ConnectionStatus::NeedsReauth
+        );
+    }
+}
