@@ -24,7 +24,7 @@ use locksmith_broker::{
     catalog::Catalog,
     config::{PublicUrl, ReturnUrlPolicy},
     credstore::CredstoreClient,
-    flows::Broker,
+    flows::{Broker, SuiteEndpoints},
     refresh::{RefreshConfig, Refresher},
     server,
     state::PendingStore,
@@ -50,12 +50,12 @@ use tonic::transport::{Channel, Endpoint};
 use crate::harness::{Suite, create_tenant, load_tls};
 use crate::oauth_server::{ClientSpec, Decision, oauth_server};
 
-const PUBLIC_URL: &str = "http://127.0.0.1:9";
+pub(crate) const PUBLIC_URL: &str = "http://127.0.0.1:9";
 const REDIRECT_URI: &str = "http://127.0.0.1:9/oauth/callback/oidc";
 
 /// An https front: TLS on a loopback port, bytes copied to `upstream`;
 /// answers its port and the CA file that makes its certificate trusted.
-async fn tls_front(upstream: SocketAddr, dir: &TempDir) -> (u16, PathBuf) {
+pub(crate) async fn tls_front(upstream: SocketAddr, dir: &TempDir) -> (u16, PathBuf) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let now = OffsetDateTime::now_utc();
     let ca = CertificateAuthority::generate("broker-flows-front", now).unwrap();
@@ -106,13 +106,13 @@ fn upstream_of(url: &str) -> SocketAddr {
 
 /// A token endpoint with a quirk: answers every request with `body` and
 /// `content_type`, counting requests and keeping the last request's body.
-struct QuirkServer {
-    addr: SocketAddr,
-    hits: Arc<AtomicU64>,
-    last_body: Arc<std::sync::Mutex<String>>,
+pub(crate) struct QuirkServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) hits: Arc<AtomicU64>,
+    pub(crate) last_body: Arc<std::sync::Mutex<String>>,
 }
 
-async fn quirk_server(content_type: &'static str, body: String) -> QuirkServer {
+pub(crate) async fn quirk_server(content_type: &'static str, body: String) -> QuirkServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicU64::new(0));
@@ -167,22 +167,22 @@ async fn quirk_server(content_type: &'static str, body: String) -> QuirkServer {
 }
 
 /// The broker under test, served over mTLS, with a clock the test moves.
-struct World {
+pub(crate) struct World {
     suite: Suite,
     /// The broker as the edge calls it.
-    edge: OAuthBrokerServiceClient<Channel>,
+    pub(crate) edge: OAuthBrokerServiceClient<Channel>,
     /// The broker as the token proxy calls it.
-    proxy: OAuthBrokerServiceClient<Channel>,
+    pub(crate) proxy: OAuthBrokerServiceClient<Channel>,
     /// Seconds added to the wall clock.
     skew: Arc<AtomicI64>,
     _dir: TempDir,
 }
 
-fn acme_writer() -> Principal {
+pub(crate) fn acme_writer() -> Principal {
     tenant_principal("acme", Role::Write)
 }
 
-fn tenant_principal(tenant: &str, role: Role) -> Principal {
+pub(crate) fn tenant_principal(tenant: &str, role: Role) -> Principal {
     Principal::Tenant {
         tenant: TenantId::parse(tenant).unwrap(),
         roles: Roles::of([role]),
@@ -190,7 +190,7 @@ fn tenant_principal(tenant: &str, role: Role) -> Principal {
     }
 }
 
-fn as_principal<T>(message: T, principal: Option<&Principal>) -> tonic::Request<T> {
+pub(crate) fn as_principal<T>(message: T, principal: Option<&Principal>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(p) = principal {
         locksmith_auth::forward(&mut request, p);
@@ -219,6 +219,17 @@ async fn world(
     ca_files: Vec<PathBuf>,
     apps: &[(&str, &str, &str)],
     dir: TempDir,
+) -> World {
+    world_with(catalog, ca_files, apps, dir, SuiteEndpoints::new()).await
+}
+
+/// [`world`], with custom providers refused when aimed at `suite`.
+pub(crate) async fn world_with(
+    catalog: &str,
+    ca_files: Vec<PathBuf>,
+    apps: &[(&str, &str, &str)],
+    dir: TempDir,
+    suite_endpoints: SuiteEndpoints,
 ) -> World {
     let suite = Suite::start().await;
     create_tenant(&suite, "acme").await;
@@ -269,15 +280,18 @@ async fn world(
         .into(),
     )
     .unwrap();
-    let broker = Arc::new(Broker::new(
-        catalog,
-        PendingStore::new(EmbeddedStore::in_memory(locksmith_store::system_clock()).unwrap()),
-        credstore,
-        egress,
-        refresher,
-        PublicUrl::parse(PUBLIC_URL).unwrap(),
-        return_urls,
-    ));
+    let broker = Arc::new(
+        Broker::new(
+            catalog,
+            PendingStore::new(EmbeddedStore::in_memory(locksmith_store::system_clock()).unwrap()),
+            credstore,
+            egress,
+            refresher,
+            PublicUrl::parse(PUBLIC_URL).unwrap(),
+            return_urls,
+        )
+        .protect(suite_endpoints),
+    );
     let skew = Arc::new(AtomicI64::new(0));
     let moved = skew.clone();
     let clock: Clock = Arc::new(move || {
@@ -337,7 +351,7 @@ async fn oidc_world() -> (World, crate::oauth_server::RegisteredClient, u16) {
 }
 
 impl World {
-    async fn start(
+    pub(crate) async fn start(
         &mut self,
         principal: &Principal,
         owner: &str,
@@ -359,7 +373,7 @@ impl World {
     }
 
     /// The callback as the edge forwards an anonymous one.
-    async fn complete(
+    pub(crate) async fn complete(
         &mut self,
         request: pb::CompleteAuthorizationRequest,
     ) -> Result<pb::CompleteAuthorizationResponse, tonic::Status> {
@@ -369,7 +383,7 @@ impl World {
             .map(tonic::Response::into_inner)
     }
 
-    async fn list(&mut self, owner: &str) -> Vec<pb::Connection> {
+    pub(crate) async fn list(&mut self, owner: &str) -> Vec<pb::Connection> {
         let operator = Principal::Operator {
             subject: "api-key:root".into(),
         };
@@ -389,7 +403,7 @@ impl World {
 
     /// The credential store's raw bytes of a connection record, as an
     /// attacker with the database would read them.
-    async fn raw_record(&self, name: &str) -> Vec<u8> {
+    pub(crate) async fn raw_record(&self, name: &str) -> Vec<u8> {
         let key = Key::parse(name).unwrap();
         self.suite
             .credstore_core
@@ -428,7 +442,7 @@ fn callback(
 
 /// Asserts `status` is `code` with the Locksmith reason and, for
 /// INVALID_ARGUMENT, the one field `field` with `description`.
-fn assert_refused(status: &tonic::Status, code: ErrorCode, field: Option<(&str, &str)>) {
+pub(crate) fn assert_refused(status: &tonic::Status, code: ErrorCode, field: Option<(&str, &str)>) {
     let api = ApiError::from_status(status);
     assert_eq!(api.code, code, "{status:?}");
     assert_eq!(status.code(), code.grpc(), "{status:?}");

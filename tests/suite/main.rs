@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod auth_jwt;
 mod bad_input;
+mod broker_custom;
 mod broker_flows;
 mod broker_refresh;
 mod credstore_grpc;

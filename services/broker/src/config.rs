@@ -44,6 +44,11 @@ pub struct BrokerConfig {
     /// Where a finished flow may send the user's browser, per tenant.
     #[serde(default)]
     pub return_urls: ReturnUrls,
+    /// More of the suite's own endpoints (`https://bao.internal:8200`, the
+    /// registry) that no tenant's custom provider may point at, besides the
+    /// broker's own OpenBao and credential store, which always count.
+    #[serde(default)]
+    pub suite_endpoints: Vec<String>,
 }
 
 /// Endpoints of the services the broker calls (the registry's `[services]`

@@ -8,6 +8,8 @@
 //! enum BrokerError {
 //!     NotFound(&'static str),                          → NOT_FOUND        "connection not found"
 //!     InvalidArgument { field: String, reason: String } → INVALID_ARGUMENT (one violation)
+//!     InvalidFields(Vec<FieldError>)                    → INVALID_ARGUMENT (every violation)
+//!     AlreadyExists { what: &'static str, id: String } → ALREADY_EXISTS "integration `x` already exists…"
 //!     PermissionDenied { needs: String }               → PERMISSION_DENIED "this call needs …"
 //!     VersionConflict                                  → VERSION_CONFLICT (gRPC ABORTED)
 //!     NeedsReauth { connection: String }               → FAILED_PRECONDITION "… needs re-authorization …"
@@ -55,6 +57,21 @@ pub enum BrokerError {
         field: String,
         /// What is wrong, without repeating the input.
         reason: String,
+    },
+    /// Several bad arguments at once (a custom provider's definition: every
+    /// bad field is named, as the catalog does at load).
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<locksmith_domain::FieldError>),
+    /// Creating something whose id is taken (a custom provider named like a
+    /// shipped catalog entry, or one the tenant already has).
+    #[error("{what} `{id}` already exists{}", if *.shipped { " in the shipped catalog" } else { "" })]
+    AlreadyExists {
+        /// What (`integration`).
+        what: &'static str,
+        /// The id taken.
+        id: String,
+        /// Whether the shipped catalog holds it (not a tenant's own).
+        shipped: bool,
     },
     /// The caller sees the connection but may not do this.
     #[error("this call needs {needs}")]
@@ -118,7 +135,8 @@ impl BrokerError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound(_) => ErrorCode::NotFound,
-            Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            Self::InvalidArgument { .. } | Self::InvalidFields(_) => ErrorCode::InvalidArgument,
+            Self::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Self::VersionConflict => ErrorCode::VersionConflict,
             Self::NeedsReauth { .. } | Self::Provider { .. } | Self::Refused { .. } => {
@@ -220,6 +238,15 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidArgument { field, reason } => {
                 ApiError::invalid_field(field, reason)
             }
+            BrokerError::InvalidFields(errors) => ApiError::invalid(
+                errors
+                    .into_iter()
+                    .map(|e| locksmith_errors::FieldViolation {
+                        field: e.field,
+                        description: e.message,
+                    })
+                    .collect(),
+            ),
             BrokerError::Unavailable { retry_after, .. } => {
                 ApiError::new(code, e.to_string()).with_retry_after(retry_after)
             }
@@ -228,6 +255,7 @@ impl From<BrokerError> for ApiError {
                 ApiError::internal()
             }
             e @ (BrokerError::PermissionDenied { .. }
+            | BrokerError::AlreadyExists { .. }
             | BrokerError::VersionConflict
             | BrokerError::NeedsReauth { .. }
             | BrokerError::Provider { .. }
@@ -263,6 +291,21 @@ mod tests {
                 ErrorCode::PermissionDenied,
             ),
             (BrokerError::VersionConflict, ErrorCode::VersionConflict),
+            (
+                BrokerError::InvalidFields(vec![locksmith_domain::FieldError::new(
+                    "definition.token_url",
+                    "must be an https URL",
+                )]),
+                ErrorCode::InvalidArgument,
+            ),
+            (
+                BrokerError::AlreadyExists {
+                    what: "integration",
+                    id: "github".into(),
+                    shipped: true,
+                },
+                ErrorCode::AlreadyExists,
+            ),
             (
                 BrokerError::NeedsReauth {
                     connection: "tenants/acme/integrations/github".into(),

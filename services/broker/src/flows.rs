@@ -22,6 +22,7 @@ use crate::{
     catalog::{AuthMode, AuthorizationRequest, Catalog, InputError, Provider},
     config::{PublicUrl, ReturnUrlPolicy},
     credstore::CredstoreClient,
+    custom::CustomProviders,
     error::BrokerError,
     record::ConnectionState,
     refresh::{AccessCredential, Refresher},
@@ -41,8 +42,10 @@ const MAX_CREDENTIAL_LEN: usize = 8192;
 /// How many times a create-or-replace re-reads after a concurrent write.
 const WRITE_ATTEMPTS: usize = 3;
 
+mod custom;
 mod types;
 
+pub use custom::{MAX_DEFINITION_BYTES, SuiteEndpoints};
 use types::expected_credentials;
 pub use types::{
     CompleteRequest, Completed, ConnectionList, ConnectionView, Credentials, StartRequest, Started,
@@ -51,6 +54,11 @@ pub use types::{
 /// The broker: everything a call needs.
 pub struct Broker<S> {
     catalog: Arc<Catalog>,
+    /// Tenants' custom providers, behind the shipped catalog; also the
+    /// refresher's source of providers.
+    customs: Arc<CustomProviders<S>>,
+    /// Endpoints of the suite no custom provider may point at.
+    suite: SuiteEndpoints,
     pending: PendingStore<S>,
     credstore: CredstoreClient,
     egress: EgressClient,
@@ -180,7 +188,10 @@ fn callback_principal(pending: &PendingAuthorization) -> Principal {
 }
 
 impl<S: DocumentStore> Broker<S> {
-    /// A broker over its parts.
+    /// A broker over its parts. Tenants' custom providers are kept in the
+    /// pending authorizations' store; `refresher` is given them as its
+    /// source of providers (shipped entries first), whatever it was built
+    /// with.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         catalog: Arc<Catalog>,
@@ -191,8 +202,15 @@ impl<S: DocumentStore> Broker<S> {
         public_url: PublicUrl,
         return_urls: ReturnUrlPolicy,
     ) -> Self {
+        let customs = Arc::new(CustomProviders::new(
+            pending.shared_store(),
+            Arc::clone(&catalog),
+        ));
+        let refresher = refresher.with_providers(customs.clone());
         Self {
             catalog,
+            customs,
+            suite: SuiteEndpoints::default(),
             pending,
             credstore,
             egress,
@@ -207,10 +225,15 @@ impl<S: DocumentStore> Broker<S> {
         &self.pending
     }
 
-    fn provider(&self, integration: &IntegrationId) -> Result<&Provider, BrokerError> {
-        self.catalog
-            .get(integration.as_str())
-            .ok_or(BrokerError::NotFound("integration"))
+    /// The provider of `integration` as `tenant` sees it: a shipped entry,
+    /// else that tenant's custom provider (another tenant's is NOT_FOUND
+    /// exactly as an absent one).
+    async fn provider(
+        &self,
+        tenant: Option<&TenantId>,
+        integration: &IntegrationId,
+    ) -> Result<Arc<Provider>, BrokerError> {
+        self.customs.lookup(tenant, integration).await
     }
 
     /// Starts an authorization-code flow for `request.owner`.
@@ -242,7 +265,7 @@ impl<S: DocumentStore> Broker<S> {
         authorize(principal, &owner, Access::Write, "owner")?;
         let integration = IntegrationId::parse(&request.integration)
             .map_err(|e| invalid("integration", e.to_string()))?;
-        let provider = self.provider(&integration)?;
+        let provider = self.provider(Some(&tenant), &integration).await?;
         if provider.auth_mode() != AuthMode::OAuth2AuthorizationCode {
             return Err(invalid(
                 "integration",
@@ -366,14 +389,16 @@ impl<S: DocumentStore> Broker<S> {
                 "is required when the provider reports no error",
             ));
         }
-        let provider = self.provider(&at.integration)?;
+        let provider = self
+            .provider(Some(&pending.tenant), &at.integration)
+            .await?;
         let inputs = provider
             .resolve_inputs(&pending.inputs)
             .map_err(input_error)?;
         let app = self.credstore.oauth_app(&at.scope, &at.integration).await?;
         let tokens = token::exchange_code(
             &self.egress,
-            provider,
+            &provider,
             &inputs,
             &app,
             &request.code,
@@ -466,7 +491,7 @@ impl<S: DocumentStore> Broker<S> {
     ) -> Result<ConnectionView, BrokerError> {
         let at = parse_connection(name, "name")?;
         authorize(principal, &at.scope, Access::Write, "connection")?;
-        let provider = self.provider(&at.integration)?;
+        let provider = self.provider(at.scope.tenant(), &at.integration).await?;
         let (mode, sent) = credentials.mode();
         if mode != provider.auth_mode() {
             return Err(invalid(
@@ -631,7 +656,7 @@ impl<S: DocumentStore> Broker<S> {
     }
 
     async fn revoke(&self, at: &ConnectionRef, state: &ConnectionState) -> bool {
-        let Ok(provider) = self.provider(&at.integration) else {
+        let Ok(provider) = self.provider(at.scope.tenant(), &at.integration).await else {
             return false;
         };
         if !provider.auth_mode().is_oauth2() {
@@ -659,7 +684,7 @@ impl<S: DocumentStore> Broker<S> {
                 return false;
             }
         };
-        match token::revoke(&self.egress, provider, &inputs, &app, token, hint).await {
+        match token::revoke(&self.egress, &provider, &inputs, &app, token, hint).await {
             Ok(Revoked::Done) => true,
             Ok(Revoked::NoEndpoint) => false,
             Err(e) => {

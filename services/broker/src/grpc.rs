@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     catalog::AuthMode,
+    custom::CustomProviderView,
     error::BrokerError,
     flows::{Broker, CompleteRequest, ConnectionView, Credentials, StartRequest},
     record::Status as ConnectionStatus,
@@ -86,6 +87,17 @@ pub fn connection(view: ConnectionView) -> pb::Connection {
         create_time: Some(timestamp(view.created_at)),
         update_time: Some(timestamp(view.updated_at)),
         has_refresh_token: view.has_refresh_token,
+    }
+}
+
+/// The wire form of a custom provider.
+fn custom_provider(view: CustomProviderView) -> pb::CustomProvider {
+    pb::CustomProvider {
+        name: view.name,
+        definition: view.definition,
+        version: view.version,
+        create_time: Some(timestamp(view.created_at)),
+        update_time: Some(timestamp(view.updated_at)),
     }
 }
 
@@ -276,6 +288,89 @@ impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
             expire_time: got.expires_at.map(timestamp),
             version: got.version,
         }))
+    }
+
+    async fn create_custom_provider(
+        &self,
+        request: Request<pb::CreateCustomProviderRequest>,
+    ) -> Rpc<pb::CreateCustomProviderResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.into_inner();
+        let view = self
+            .broker
+            .create_custom_provider(&principal, &r.name, r.definition, self.now())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateCustomProviderResponse {
+            provider: Some(custom_provider(view)),
+        }))
+    }
+
+    async fn get_custom_provider(
+        &self,
+        request: Request<pb::GetCustomProviderRequest>,
+    ) -> Rpc<pb::GetCustomProviderResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let view = self
+            .broker
+            .get_custom_provider(&principal, &request.get_ref().name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetCustomProviderResponse {
+            provider: Some(custom_provider(view)),
+        }))
+    }
+
+    async fn list_custom_providers(
+        &self,
+        request: Request<pb::ListCustomProvidersRequest>,
+    ) -> Rpc<pb::ListCustomProvidersResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.get_ref();
+        let list = self
+            .broker
+            .list_custom_providers(&principal, &r.parent, r.page_size, &r.page_token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListCustomProvidersResponse {
+            providers: list.providers.into_iter().map(custom_provider).collect(),
+            next_page_token: list.next_page_token,
+        }))
+    }
+
+    async fn update_custom_provider(
+        &self,
+        request: Request<pb::UpdateCustomProviderRequest>,
+    ) -> Rpc<pb::UpdateCustomProviderResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.into_inner();
+        let view = self
+            .broker
+            .update_custom_provider(
+                &principal,
+                &r.name,
+                r.definition,
+                r.expected_version,
+                self.now(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::UpdateCustomProviderResponse {
+            provider: Some(custom_provider(view)),
+        }))
+    }
+
+    async fn delete_custom_provider(
+        &self,
+        request: Request<pb::DeleteCustomProviderRequest>,
+    ) -> Rpc<pb::DeleteCustomProviderResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.get_ref();
+        self.broker
+            .delete_custom_provider(&principal, &r.name, r.expected_version)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteCustomProviderResponse {}))
     }
 }
 

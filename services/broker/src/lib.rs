@@ -6,6 +6,8 @@
 //! - [`record`]: a connection as stored in the credential store (one sealed,
 //!   versioned record per owner and integration), lease included.
 //! - [`error`]: `BrokerError` and its mapping onto the suite's error model.
+//! - [`custom`]: tenants' custom providers (storage, lookup, cache); their
+//!   calls and admission checks are in the flows.
 //! - [`credstore`]: the credential store client (connection records, OAuth
 //!   apps resolved by scope).
 //! - [`token`]: token, refresh, client-credentials and revocation requests
@@ -16,6 +18,7 @@
 pub mod catalog;
 pub mod config;
 pub mod credstore;
+pub mod custom;
 pub mod error;
 pub mod flows;
 pub mod grpc;

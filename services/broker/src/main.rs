@@ -8,13 +8,33 @@ use locksmith_broker::{
     catalog::Catalog,
     config::BrokerConfig,
     credstore::CredstoreClient,
-    flows::Broker,
+    flows::{Broker, SuiteEndpoints},
     refresh::{RefreshConfig, Refresher},
     server,
     state::PendingStore,
 };
 use locksmith_egress::EgressClient;
 use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, StorageChoice, system_clock};
+
+/// The suite's own endpoints no custom provider may point at: the
+/// credential store, the OpenBao this broker stores in, and any the
+/// configuration adds.
+fn suite_endpoints(config: &BrokerConfig) -> anyhow::Result<SuiteEndpoints> {
+    let mut suite = SuiteEndpoints::new()
+        .with("the credential store", &config.services.credstore.url)
+        .map_err(anyhow::Error::msg)?;
+    if let StorageChoice::OpenBao(bao) = config.storage.choice()? {
+        suite = suite
+            .with("the suite's OpenBao", &bao.address)
+            .map_err(anyhow::Error::msg)?;
+    }
+    for (i, url) in config.suite_endpoints.iter().enumerate() {
+        suite = suite
+            .with(format!("a suite endpoint (suite_endpoints[{i}])"), url)
+            .map_err(|e| anyhow::anyhow!("suite_endpoints[{i}]: {e}"))?;
+    }
+    Ok(suite)
+}
 
 /// The Locksmith OAuth broker (gRPC over mTLS).
 #[derive(Parser)]
@@ -83,15 +103,18 @@ async fn run<S: DocumentStore>(store: S, config: &BrokerConfig) -> anyhow::Resul
         },
     )
     .context("configuring the refresh protocol")?;
-    let broker = Arc::new(Broker::new(
-        catalog,
-        PendingStore::new(store),
-        credstore,
-        egress,
-        refresher,
-        public_url,
-        return_urls,
-    ));
+    let broker = Arc::new(
+        Broker::new(
+            catalog,
+            PendingStore::new(store),
+            credstore,
+            egress,
+            refresher,
+            public_url,
+            return_urls,
+        )
+        .protect(suite_endpoints(config)?),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

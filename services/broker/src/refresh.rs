@@ -12,6 +12,7 @@
 //!     (impl for Catalog: the shipped entries)
 //! Refresher::new(credstore: CredstoreClient, egress: EgressClient,
 //!                providers: Arc<dyn ProviderSource>, config: RefreshConfig) -> Result<Self, BrokerError>
+//! Refresher::with_providers(self, providers: Arc<dyn ProviderSource>) -> Self
 //! Refresher::holder(&self) -> &str
 //! Refresher::access_token(&self, principal: &Principal, at: &ConnectionRef, now: OffsetDateTime)
 //!     -> Result<AccessCredential { credential: SecretString, username: Option<String>,
@@ -242,6 +243,23 @@ impl Refresher {
                 flights: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The same refresher (holder id, clients, tuning) finding providers in
+    /// `providers` instead: the broker swaps in its tenant-aware source
+    /// (shipped catalog plus custom providers) when it is built, before any
+    /// flight, so callers keep building refreshers over the catalog.
+    pub fn with_providers(self, providers: Arc<dyn ProviderSource>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                holder: self.inner.holder.clone(),
+                credstore: self.inner.credstore.clone(),
+                egress: self.inner.egress.clone(),
+                providers,
+                config: self.inner.config.clone(),
+                flights: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     /// This refresher's lease holder id.

@@ -26,6 +26,11 @@ const EDGE_RPCS: &[&str] = &[
     "ListConnections",
     "RefreshConnection",
     "DeleteConnection",
+    "CreateCustomProvider",
+    "GetCustomProvider",
+    "ListCustomProviders",
+    "UpdateCustomProvider",
+    "DeleteCustomProvider",
 ];
 /// What the token proxy calls: the credential to inject, and the
 /// connection's metadata (how the API takes it, its status).

@@ -217,7 +217,8 @@ pub enum StateError {
 
 /// Pending authorizations over a [`DocumentStore`].
 pub struct PendingStore<S> {
-    store: S,
+    /// Shared with the broker's other documents (tenants' custom providers).
+    store: std::sync::Arc<S>,
     rng: SystemRandom,
 }
 
@@ -233,7 +234,7 @@ impl<S: DocumentStore> PendingStore<S> {
     /// Pending authorizations in `store`.
     pub fn new(store: S) -> Self {
         Self {
-            store,
+            store: std::sync::Arc::new(store),
             rng: SystemRandom::new(),
         }
     }
@@ -241,6 +242,12 @@ impl<S: DocumentStore> PendingStore<S> {
     /// The underlying store (health probes).
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The underlying store, shared (the broker keeps tenants' custom
+    /// providers in it too, under another prefix).
+    pub fn shared_store(&self) -> std::sync::Arc<S> {
+        std::sync::Arc::clone(&self.store)
     }
 
     /// Stores `pending` under `state` (from [`State::generate`]). The
