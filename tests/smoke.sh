@@ -12,15 +12,15 @@ cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
 log="$work/run.log"
-# Two distinct free ports: both sockets are held open until both are known.
-read -r registry_port edge_port credstore_port < <(python3 -c '
+# Distinct free ports: every socket is held open until all are known.
+read -r registry_port edge_port credstore_port broker_port < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 ')
 export STATE_DIR="$work/state" REGISTRY_ADDR=127.0.0.1:$registry_port EDGE_ADDR=127.0.0.1:$edge_port \
-  CREDSTORE_ADDR=127.0.0.1:$credstore_port
+  CREDSTORE_ADDR=127.0.0.1:$credstore_port BROKER_ADDR=127.0.0.1:$broker_port
 edge="http://$EDGE_ADDR"
 
 deploy/dev/run.sh >"$log" 2>&1 &
@@ -101,6 +101,14 @@ resolved=$(expect 200 GET /tenants/acme/orgs/sales/bots/helper/resolve/email)
 python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["scope"]=="system" and s["fields"]["smtp-host"]=="smtp.example.com", s["scope"]' \
   <<<"$resolved" || fail "the bot's email did not fall back to the migrated SMTP settings"
 
+# A connection over the broker: an API key stored for the shipped `openai`
+# entry, listed as metadata; the key is never answered.
+expect 200 POST /tenants/acme/integrations/openai/credentials '{"credentials":{"api_key":{"key":"sk-smoke-conn"}}}' \
+  | grep -q 'sk-smoke-conn' && fail "the stored API key was answered"
+listed=$(expect 200 GET /tenants/acme/integrations)
+grep -q '"name":"tenants/acme/integrations/openai"' <<<"$listed" || fail "the connection was not listed: $listed"
+grep -q 'sk-smoke-conn' <<<"$listed" && fail "the listing answered the API key"
+
 # The published contract, against this live suite.
 LOCKSMITH_CONTRACT_KEY=$key tests/contract/run.sh "$edge" >"$work/contract.log" 2>&1 \
   || { cat "$work/contract.log" >&2; fail "schemathesis found the contract broken"; }
@@ -108,7 +116,7 @@ grep -E '^Test cases|passed|failures?,|Seed' "$work/contract.log" | tail -n 4
 
 kill -TERM "$runner"
 wait "$runner" 2>/dev/null || true
-for addr in "$EDGE_ADDR" "$REGISTRY_ADDR" "$CREDSTORE_ADDR"; do
+for addr in "$EDGE_ADDR" "$REGISTRY_ADDR" "$CREDSTORE_ADDR" "$BROKER_ADDR"; do
   if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then fail "$addr still listening after SIGTERM"; fi
 done
 echo "make run, curl quick start, paging, secrets, the contract and shutdown all worked"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 profile=${PROFILE:-debug}
 cargo_flags=()
 [ "$profile" = release ] && cargo_flags+=(--release)
-cargo build --locked "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-credstore -p locksmith-edge
+cargo build --locked "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-credstore -p locksmith-broker -p locksmith-edge
 bin="target/$profile"
 
 # Where state lives and where the processes listen (not LOCKSMITH_* names:
@@ -18,6 +18,7 @@ bin="target/$profile"
 home=${STATE_DIR:-var}
 registry_addr=${REGISTRY_ADDR:-127.0.0.1:7101}
 credstore_addr=${CREDSTORE_ADDR:-127.0.0.1:7102}
+broker_addr=${BROKER_ADDR:-127.0.0.1:7103}
 edge_addr=${EDGE_ADDR:-127.0.0.1:8080}
 edge_url="http://$edge_addr"
 
@@ -61,10 +62,19 @@ env $(tls registry) LOCKSMITH_CONFIG=deploy/config/registry.toml \
   LOCKSMITH_API_KEYS__PEPPER_FILE="$home/data/api-key-pepper" \
   LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
   "$bin/locksmith-registry" & pids+=($!)
+# The broker needs an OAuth app (secret system/secrets/oauth-apps/{integration}) only when a flow
+# of that integration starts, so it starts without any. Its public URL is the edge's: redirect
+# URIs are {edge}/oauth/callback/{integration}.
+env $(tls broker) LOCKSMITH_CONFIG=deploy/config/broker.toml \
+  LOCKSMITH_LISTEN="$broker_addr" LOCKSMITH_STORAGE__PATH="$home/data/broker.db" \
+  LOCKSMITH_PUBLIC_URL="$edge_url" \
+  LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
+  "$bin/locksmith-broker" & pids+=($!)
 env $(tls edge) LOCKSMITH_CONFIG=deploy/config/edge.toml \
   LOCKSMITH_LISTEN="$edge_addr" LOCKSMITH_PUBLIC_URL="$edge_url" \
   LOCKSMITH_SERVICES__REGISTRY__URL="https://$registry_addr" \
   LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
+  LOCKSMITH_SERVICES__BROKER__URL="https://$broker_addr" \
   "$bin/locksmith-edge" & pids+=($!)
 
 for _ in $(seq 1 100); do

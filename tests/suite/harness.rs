@@ -6,6 +6,14 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use locksmith_broker::{
+    catalog::Catalog,
+    config::{PublicUrl, ReturnUrlPolicy, ReturnUrls},
+    credstore::CredstoreClient,
+    flows::Broker,
+    refresh::{RefreshConfig, Refresher},
+    state::PendingStore,
+};
 use locksmith_credstore::{CredStore, MemoryAudit};
 use locksmith_crypto::MasterKeyWrapper;
 use locksmith_edge::{
@@ -13,6 +21,7 @@ use locksmith_edge::{
     auth::AuthConfig,
     config::{Endpoint, Limits, Services},
 };
+use locksmith_egress::{EgressClient, EgressPolicy};
 use locksmith_proto::credstore::v1::credential_store_service_client::CredentialStoreServiceClient;
 use locksmith_proto::registry::v1::{
     self as pb, api_key_service_client::ApiKeyServiceClient,
@@ -60,6 +69,8 @@ pub struct Suite {
     /// The credential store's core, for reading its raw documents
     /// (`credstore.store()`) the way an attacker with the database would.
     pub credstore_core: Arc<SuiteCredStore>,
+    /// The OAuth broker the edge calls (mTLS gRPC).
+    pub broker: Endpoint,
     pub pki: TempDir,
     /// Sends the operator admin key with every request.
     pub http: reqwest::Client,
@@ -108,6 +119,15 @@ impl Suite {
 
     /// The suite with the edge's authentication configured as `auth`.
     pub async fn start_with(auth: AuthConfig) -> Suite {
+        Self::start_full(auth, BrokerSetup::default()).await
+    }
+
+    /// The suite with a broker set up as `broker` says.
+    pub async fn start_with_broker(broker: BrokerSetup) -> Suite {
+        Self::start_full(AuthConfig::default(), broker).await
+    }
+
+    async fn start_full(auth: AuthConfig, broker_setup: BrokerSetup) -> Suite {
         spans();
         locksmith_tls::install_crypto_provider();
         let pki = tempfile::tempdir().unwrap();
@@ -157,7 +177,21 @@ impl Suite {
             .unwrap();
         });
 
-        let (edge, stop_edge) = start_edge(pki.path(), registry_addr, &credstore, auth).await;
+        // The edge's address first: it is the broker's public URL, the base
+        // of every redirect URI.
+        let edge_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let edge_url = format!("http://{}", edge_listener.local_addr().unwrap());
+        let (broker, stop_broker) =
+            start_broker(pki.path(), &credstore, &edge_url, broker_setup).await;
+        let (edge, stop_edge) = start_edge(
+            pki.path(),
+            edge_listener,
+            registry_addr,
+            &credstore,
+            &broker,
+            auth,
+        )
+        .await;
         let admin_key = operator_key(pki.path(), registry_addr).await;
         Suite {
             edge,
@@ -165,19 +199,28 @@ impl Suite {
             credstore_addr,
             credstore,
             credstore_core,
+            broker,
             pki,
             http: client_with_key(&admin_key),
             anonymous: reqwest::Client::new(),
             credstore_running: Some(credstore_running),
             // The registry first: `stop_registry` relies on it.
-            stop: vec![stop_registry, stop_edge],
+            stop: vec![stop_registry, stop_edge, stop_broker],
         }
     }
 
     /// Another edge replica on the same registry, with its own caches.
     pub async fn extra_edge(&mut self, auth: AuthConfig) -> String {
-        let (url, stop) =
-            start_edge(self.pki.path(), self.registry_addr, &self.credstore, auth).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (url, stop) = start_edge(
+            self.pki.path(),
+            listener,
+            self.registry_addr,
+            &self.credstore,
+            &self.broker,
+            auth,
+        )
+        .await;
         self.stop.push(stop);
         url
     }
@@ -402,16 +445,89 @@ fn serve_credstore(pki: &Path, listener: TcpListener, core: Arc<SuiteCredStore>)
     Running { stop, task }
 }
 
-/// Starts an edge on a free port in front of the registry at `registry_addr`.
+/// How the suite's broker is set up; the default is the shipped catalog and
+/// the default egress policy, no OAuth apps and no return URLs.
+#[derive(Default)]
+pub struct BrokerSetup {
+    /// A catalog's text; `None`: `deploy/catalog/providers.toml`.
+    pub catalog: Option<String>,
+    /// The egress policy; `None`: the default (no internal addresses).
+    pub egress: Option<EgressPolicy>,
+    /// Per tenant, the return URLs its flows may end at.
+    pub return_urls: ReturnUrls,
+}
+
+/// Starts a broker on a free port over the suite's credential store, its
+/// pending authorizations in an embedded store in the suite's directory.
+async fn start_broker(
+    pki: &Path,
+    credstore: &Endpoint,
+    public_url: &str,
+    setup: BrokerSetup,
+) -> (Endpoint, oneshot::Sender<()>) {
+    let catalog = Arc::new(match setup.catalog {
+        Some(text) => Catalog::parse(&text).unwrap(),
+        None => Catalog::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/catalog/providers.toml"),
+        )
+        .unwrap(),
+    });
+    let tls = load_tls(pki, ServiceName::Broker);
+    let egress = EgressClient::new(setup.egress.unwrap_or_default()).unwrap();
+    let store_client = CredstoreClient::connect_lazy(&credstore.url, "localhost", &tls).unwrap();
+    let refresher = Refresher::new(
+        store_client.clone(),
+        egress.clone(),
+        catalog.clone(),
+        RefreshConfig::default(),
+    )
+    .unwrap();
+    let pending =
+        EmbeddedStore::open(&pki.join("broker.db"), locksmith_store::system_clock()).unwrap();
+    let broker = Arc::new(Broker::new(
+        catalog,
+        PendingStore::new(pending),
+        store_client,
+        egress,
+        refresher,
+        PublicUrl::parse(public_url).unwrap(),
+        ReturnUrlPolicy::compile(&setup.return_urls).unwrap(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = stop_signal();
+    tokio::spawn(async move {
+        locksmith_broker::server::serve(
+            listener,
+            &tls,
+            broker,
+            locksmith_store::system_clock(),
+            stopped,
+        )
+        .await
+        .unwrap();
+    });
+    let endpoint = Endpoint {
+        url: format!("https://{addr}"),
+        server_name: "localhost".into(),
+    };
+    (endpoint, stop)
+}
+
+/// Starts an edge on `edge_listener` in front of the registry at
+/// `registry_addr`, its public URL its own address.
 async fn start_edge(
     pki: &Path,
+    edge_listener: TcpListener,
     registry_addr: SocketAddr,
     credstore: &Endpoint,
+    broker: &Endpoint,
     auth: AuthConfig,
 ) -> (String, oneshot::Sender<()>) {
+    let edge = format!("http://{}", edge_listener.local_addr().unwrap());
     let config = EdgeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
+        listen: edge_listener.local_addr().unwrap(),
+        public_url: Some(edge.clone()),
         tls: TlsFiles::in_dir(pki, ServiceName::Edge),
         services: Services {
             registry: Endpoint {
@@ -419,14 +535,13 @@ async fn start_edge(
                 server_name: "localhost".into(),
             },
             credstore: credstore.clone(),
+            broker: broker.clone(),
         },
         limits: Limits::default(),
         auth,
     };
     let backends = Backends::connect(&config.services, &config.tls.load().unwrap()).unwrap();
     let state = AppState::new(backends, &config).unwrap();
-    let edge_listener = TcpListener::bind(config.listen).await.unwrap();
-    let edge = format!("http://{}", edge_listener.local_addr().unwrap());
     let (stop_edge, edge_stopped) = stop_signal();
     tokio::spawn(async move {
         locksmith_edge::serve(edge_listener, state, &config, edge_stopped)

@@ -22,6 +22,7 @@ mod members;
 mod migrate_env;
 mod mtls;
 mod node_server;
+mod oauth_http;
 mod oauth_server;
 mod oauth_server_selfcheck;
 mod oidc;

@@ -20,6 +20,9 @@ use crate::harness::{Suite, assert_problem, populate_tenants};
 enum Needs {
     /// Served to anyone.
     Anonymous,
+    /// Served to anyone, trusted only through the OAuth state it carries:
+    /// a state no one issued is refused whoever sends it.
+    State,
     /// An operator admin.
     Operator,
     /// A tenant principal with the read role.
@@ -30,16 +33,17 @@ enum Needs {
     Admin,
 }
 
-/// One row: method, path template, what it needs, and a body that would
-/// succeed if the route let the caller through.
+/// One row: method, path template, what it needs, and a body (for the
+/// tenant the call is aimed at) that would succeed if the route let the
+/// caller through.
 struct Row {
     method: Method,
     path: String,
     needs: Needs,
-    body: fn() -> Option<Value>,
+    body: fn(&str) -> Option<Value>,
 }
 
-fn none() -> Option<Value> {
+fn none(_: &str) -> Option<Value> {
     None
 }
 
@@ -55,18 +59,18 @@ fn rows() -> Vec<Row> {
         row(Method::GET, "/health", Anonymous, none),
         row(Method::GET, "/ready", Anonymous, none),
         row(Method::GET, "/openapi.json", Anonymous, none),
-        row(Method::POST, "/tenants", Operator, || {
+        row(Method::POST, "/tenants", Operator, |_| {
             Some(json!({"id": "gamma", "display_name": "Gamma"}))
         }),
         row(Method::GET, "/admin/tenants", Operator, none),
         row(Method::GET, "/tenants/{tenant_id}", Read, none),
-        row(Method::PATCH, "/tenants/{tenant_id}", Admin, || {
+        row(Method::PATCH, "/tenants/{tenant_id}", Admin, |_| {
             Some(json!({"version": 1, "display_name": "Taken over"}))
         }),
         row(Method::DELETE, "/tenants/{tenant_id}", Operator, none),
         row(Method::GET, "/tenants/{tenant_id}/status", Read, none),
         row(Method::GET, "/tenants/{tenant_id}/orgs", Read, none),
-        row(Method::POST, "/tenants/{tenant_id}/orgs", Write, || {
+        row(Method::POST, "/tenants/{tenant_id}/orgs", Write, |_| {
             Some(json!({"id": "intruder", "display_name": "Intruder"}))
         }),
         row(
@@ -79,7 +83,7 @@ fn rows() -> Vec<Row> {
             Method::PATCH,
             "/tenants/{tenant_id}/orgs/{org_id}",
             Write,
-            || Some(json!({"version": 1, "display_name": "Taken over"})),
+            |_| Some(json!({"version": 1, "display_name": "Taken over"})),
         ),
         row(
             Method::DELETE,
@@ -97,7 +101,7 @@ fn rows() -> Vec<Row> {
             Method::POST,
             "/tenants/{tenant_id}/orgs/{org_id}/bots",
             Write,
-            || Some(json!({"id": "intruder", "display_name": "Intruder"})),
+            |_| Some(json!({"id": "intruder", "display_name": "Intruder"})),
         ),
         row(
             Method::GET,
@@ -109,7 +113,7 @@ fn rows() -> Vec<Row> {
             Method::PATCH,
             "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
             Write,
-            || Some(json!({"version": 1, "display_name": "Taken over"})),
+            |_| Some(json!({"version": 1, "display_name": "Taken over"})),
         ),
         row(
             Method::DELETE,
@@ -127,7 +131,7 @@ fn rows() -> Vec<Row> {
             Method::POST,
             "/tenants/{tenant_id}/orgs/{org_id}/users",
             Write,
-            || Some(json!({"id": "intruder", "display_name": "Intruder"})),
+            |_| Some(json!({"id": "intruder", "display_name": "Intruder"})),
         ),
         row(
             Method::GET,
@@ -139,7 +143,7 @@ fn rows() -> Vec<Row> {
             Method::PATCH,
             "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
             Write,
-            || Some(json!({"version": 1, "display_name": "Taken over"})),
+            |_| Some(json!({"version": 1, "display_name": "Taken over"})),
         ),
         row(
             Method::DELETE,
@@ -148,7 +152,7 @@ fn rows() -> Vec<Row> {
             none,
         ),
         row(Method::GET, "/tenants/{tenant_id}/api-keys", Admin, none),
-        row(Method::POST, "/tenants/{tenant_id}/api-keys", Admin, || {
+        row(Method::POST, "/tenants/{tenant_id}/api-keys", Admin, |_| {
             Some(json!({"display_name": "intruder", "roles": ["admin"]}))
         }),
         row(
@@ -158,13 +162,13 @@ fn rows() -> Vec<Row> {
             none,
         ),
         row(Method::GET, "/admin/api-keys", Operator, none),
-        row(Method::POST, "/admin/api-keys", Operator, || {
+        row(Method::POST, "/admin/api-keys", Operator, |_| {
             Some(json!({"display_name": "intruder"}))
         }),
         row(Method::DELETE, "/admin/api-keys/{key_id}", Operator, none),
     ];
     // Secrets at every scope: the system's are the operators'.
-    let put = || Some(json!({"fields": {"token": "stolen"}}));
+    let put = |_: &str| Some(json!({"fields": {"token": "stolen"}}));
     for (scope, needs_read, needs_write) in [
         ("/system", Operator, Operator),
         ("/tenants/{tenant_id}", Read, Write),
@@ -199,8 +203,43 @@ fn rows() -> Vec<Row> {
             ));
         }
     }
+    // Connections, over the broker: a tenant's, with the shipped catalog's
+    // API-key integration (`{integration}` is `openai`).
+    rows.push(row(
+        Method::POST,
+        "/oauth/authorize/{integration}",
+        Write,
+        |t| Some(json!({"tenant_id": t})),
+    ));
+    rows.push(row(
+        Method::GET,
+        "/oauth/callback/{integration}",
+        State,
+        none,
+    ));
+    rows.push(row(
+        Method::GET,
+        "/tenants/{tenant_id}/integrations",
+        Read,
+        none,
+    ));
+    let credentials = "/tenants/{tenant_id}/integrations/{integration}/credentials";
+    rows.push(row(Method::GET, credentials, Read, none));
+    rows.push(row(Method::POST, credentials, Write, |_| {
+        Some(json!({"credentials": {"api_key": {"key": "stolen"}}}))
+    }));
+    rows.push(row(Method::DELETE, credentials, Write, none));
+    rows.push(row(
+        Method::POST,
+        "/tenants/{tenant_id}/integrations/{integration}/refresh",
+        Write,
+        none,
+    ));
     rows
 }
+
+/// The integration every tenant of the matrix has a connection to.
+const INTEGRATION: &str = "openai";
 
 /// The secret every scope of alpha and beta (and the system) holds; two
 /// segments, so the routes serving names with slashes are the ones checked.
@@ -245,6 +284,13 @@ async fn populate(suite: &Suite) -> (String, String) {
             .await;
         assert_eq!(status, 201, "{key}");
         key_ids.push(key["api_key"]["key_id"].as_str().unwrap().to_owned());
+        let (status, answer) = suite
+            .post(
+                &format!("/tenants/{t}/integrations/{INTEGRATION}/credentials"),
+                json!({"credentials": {"api_key": {"key": format!("{t}-api-key")}}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{t}'s connection: {answer}");
         for scope in secret_scopes(t) {
             let body = json!({"fields": {"token": format!("{t}-token")}, "expected_version": 0});
             let (status, answer) = suite
@@ -276,6 +322,7 @@ fn concrete(template: &str, tenant: &str, key_id: &str) -> String {
         .replace("{user_id}", "m1")
         .replace("{key_id}", key_id)
         .replace("{name}", SECRET)
+        .replace("{integration}", INTEGRATION)
 }
 
 /// Everything of beta an operator can read, to compare before and after.
@@ -291,6 +338,8 @@ async fn snapshot(suite: &Suite) -> Vec<Value> {
         "/tenants/beta/orgs/sales/users/m1",
         "/tenants/beta/api-keys",
         "/admin/api-keys",
+        "/tenants/beta/integrations",
+        "/tenants/beta/integrations/openai/credentials",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -346,6 +395,20 @@ async fn every_route_confines_tenants_and_roles() {
         let label = format!("{} {}", row.method, row.path);
         let on_beta = concrete(&row.path, "beta", &beta_key_id);
         let on_alpha = concrete(&row.path, "alpha", &alpha_key_id);
+        if row.needs == Needs::State {
+            // Whoever sends it, a state the broker never issued is refused
+            // with the same answer (alpha's admin key changes nothing).
+            let forged = format!("{on_beta}?state={}&code=c", "s".repeat(43));
+            for client in [&suite.anonymous, &alpha_admin, &alpha_reader] {
+                let (status, body) = suite
+                    .call_with(client, row.method.clone(), &forged, None)
+                    .await;
+                let detail = assert_problem(status, &body, 400, "INVALID_ARGUMENT");
+                assert_eq!(detail, "state is unknown", "{label}");
+                assert_eq!(body["errors"][0]["field"], "state", "{label}: {body}");
+            }
+            continue;
+        }
         if row.needs == Needs::Anonymous {
             let (status, _) = suite
                 .call_with(&suite.anonymous, row.method.clone(), &on_beta, None)
@@ -356,13 +419,23 @@ async fn every_route_confines_tenants_and_roles() {
 
         // No credentials.
         let (status, body) = suite
-            .call_with(&suite.anonymous, row.method.clone(), &on_beta, (row.body)())
+            .call_with(
+                &suite.anonymous,
+                row.method.clone(),
+                &on_beta,
+                (row.body)("beta"),
+            )
             .await;
         assert_problem(status, &body, 401, "UNAUTHENTICATED");
 
         // Alpha's admin on beta's resources.
         let (status, body) = suite
-            .call_with(&alpha_admin, row.method.clone(), &on_beta, (row.body)())
+            .call_with(
+                &alpha_admin,
+                row.method.clone(),
+                &on_beta,
+                (row.body)("beta"),
+            )
             .await;
         if row.needs == Needs::Operator {
             let detail = assert_problem(status, &body, 403, "PERMISSION_DENIED");
@@ -374,7 +447,12 @@ async fn every_route_confines_tenants_and_roles() {
 
         // Alpha's reader on alpha's own resources.
         let (status, body) = suite
-            .call_with(&alpha_reader, row.method.clone(), &on_alpha, (row.body)())
+            .call_with(
+                &alpha_reader,
+                row.method.clone(),
+                &on_alpha,
+                (row.body)("alpha"),
+            )
             .await;
         match row.needs {
             Needs::Read => assert_eq!(status, 200, "{label} with a read key: {body}"),
@@ -394,7 +472,7 @@ async fn every_route_confines_tenants_and_roles() {
                     "{label}"
                 );
             }
-            Needs::Anonymous => unreachable!(),
+            Needs::Anonymous | Needs::State => unreachable!(),
         }
     }
 

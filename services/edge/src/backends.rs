@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use locksmith_proto::{
+    broker::v1::o_auth_broker_service_client::OAuthBrokerServiceClient,
     credstore::v1::credential_store_service_client::CredentialStoreServiceClient,
     registry::v1::{
         api_key_service_client::ApiKeyServiceClient,
@@ -37,6 +38,8 @@ pub struct Backends {
     pub api_keys: ApiKeyServiceClient<TracedChannel>,
     /// The credential store.
     pub credstore: CredentialStoreServiceClient<TracedChannel>,
+    /// The OAuth broker.
+    pub broker: OAuthBrokerServiceClient<TracedChannel>,
     health: Vec<(&'static str, HealthClient<TracedChannel>)>,
 }
 
@@ -78,13 +81,16 @@ impl Backends {
     pub fn connect(services: &Services, tls: &TlsMaterial) -> Result<Self, BackendError> {
         let registry = channel("registry", &services.registry, tls)?;
         let credstore = channel("credstore", &services.credstore, tls)?;
+        let broker = channel("broker", &services.broker, tls)?;
         Ok(Self {
             registry: TenantRegistryServiceClient::new(registry.clone()),
             api_keys: ApiKeyServiceClient::new(registry.clone()),
             credstore: CredentialStoreServiceClient::new(credstore.clone()),
+            broker: OAuthBrokerServiceClient::new(broker.clone()),
             health: vec![
                 ("registry", HealthClient::new(registry)),
                 ("credstore", HealthClient::new(credstore)),
+                ("broker", HealthClient::new(broker)),
             ],
         })
     }

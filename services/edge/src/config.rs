@@ -11,7 +11,9 @@ use serde::Deserialize;
 pub struct EdgeConfig {
     /// HTTP listen address: the suite's only public listener.
     pub listen: SocketAddr,
-    /// The URL outside callers reach the edge at (used for OAuth redirect URIs later, and printed).
+    /// The URL outside callers reach the edge at: OAuth redirect URIs are
+    /// `{public_url}/oauth/callback/{integration}`. Without it the callback
+    /// cannot name the redirect URI a flow was started for, so it answers 503.
     #[serde(default)]
     pub public_url: Option<String>,
     /// The edge's client certificate for calling the services.
@@ -34,6 +36,11 @@ pub struct Services {
     pub registry: Endpoint,
     /// The credential store.
     pub credstore: Endpoint,
+    /// The OAuth broker (connections to integrations). Defaults to the
+    /// documented local address, so configurations written before the
+    /// broker existed still load.
+    #[serde(default = "default_broker")]
+    pub broker: Endpoint,
 }
 
 /// One backend's address.
@@ -45,6 +52,13 @@ pub struct Endpoint {
     /// Name checked against the service certificate's DNS SANs.
     #[serde(default = "default_server_name")]
     pub server_name: String,
+}
+
+fn default_broker() -> Endpoint {
+    Endpoint {
+        url: "https://127.0.0.1:7103".to_owned(),
+        server_name: default_server_name(),
+    }
 }
 
 fn default_server_name() -> String {

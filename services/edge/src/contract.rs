@@ -209,6 +209,8 @@ pub fn apply(doc: &mut Value) {
                     let rules = match param["name"].as_str() {
                         Some("key_id") => json!({"pattern": KEY_ID}),
                         Some(n) if n.ends_with("_id") => json!({"pattern": SLUG, "maxLength": 63}),
+                        // A catalog entry's id is a slug like every other id.
+                        Some("integration") => json!({"pattern": SLUG, "maxLength": 63}),
                         Some("page_size") => json!({"minimum": 1, "maximum": 1000}),
                         Some("page_token") => json!({"maxLength": 512}),
                         Some("version") => {

@@ -5,6 +5,7 @@
 //! twice, and that a PATCH changes something (it builds the update mask).
 
 mod de;
+mod integrations;
 mod query;
 mod secrets;
 
@@ -18,6 +19,10 @@ use utoipa::ToSchema;
 
 pub(crate) use self::de::{VERSION_AT_LEAST_1, optional_whole_u32};
 pub use self::{
+    integrations::{
+        Authorization, AuthorizeBody, ConnectionList, ConnectionView, CredentialsBody, Revoked,
+        StoreCredentialsBody,
+    },
     query::{DeleteQuery, MAX_VERSION, PageQuery, SecretVersionQuery},
     secrets::{PutSecret, SecretList, SecretValue, SecretView, SecretWritten},
 };

@@ -16,7 +16,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use locksmith_domain::{MemberId, TenantId};
+use locksmith_domain::{IntegrationId, MemberId, TenantId};
 use locksmith_errors::{ApiError, ErrorCode, FieldViolation};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -152,6 +152,7 @@ fn bad_id(name: &str, value: &str) -> Option<FieldViolation> {
     let error = match name {
         "tenant_id" => TenantId::parse(value).err(),
         "org_id" | "bot_id" | "user_id" => MemberId::parse(value).err(),
+        "integration" => IntegrationId::parse(value).err(),
         _ => None,
     }?;
     Some(FieldViolation {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub backends: Backends,
     /// Who is calling; also told when a key is revoked or a tenant changes.
     pub auth: std::sync::Arc<auth::Authenticator>,
+    /// `public_url` without a trailing `/`: the base of OAuth redirect URIs.
+    pub public_url: Option<std::sync::Arc<str>>,
 }
 
 impl AppState {
@@ -41,6 +43,10 @@ impl AppState {
         Ok(Self {
             backends,
             auth: std::sync::Arc::new(auth),
+            public_url: config
+                .public_url
+                .as_deref()
+                .map(|u| std::sync::Arc::from(u.trim_end_matches('/'))),
         })
     }
 }

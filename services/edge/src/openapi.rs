@@ -24,11 +24,18 @@ use utoipa_axum::{
 
 use crate::{
     AppState,
-    routes::{api_keys, members, ops, secrets, tenants},
+    routes::{api_keys, integrations, members, ops, secrets, tenants},
 };
 
 /// Paths served without credentials by default (seed 000's anonymous paths).
-pub const ANONYMOUS: &[&str] = &["/health", "/ready", "/openapi.json"];
+/// The OAuth callback is a provider's redirect of a browser: it carries no
+/// credentials and is trusted only through its single-use state.
+pub const ANONYMOUS: &[&str] = &[
+    "/health",
+    "/ready",
+    "/openapi.json",
+    "/oauth/callback/{integration}",
+];
 
 /// Name of the bearer security scheme.
 const BEARER: &str = "bearer";
@@ -138,6 +145,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .with_slashes(routes!(secrets::resolve_org))
         .with_slashes(routes!(secrets::resolve_bot))
         .with_slashes(routes!(secrets::resolve_user))
+        .routes(routes!(integrations::authorize))
+        .routes(routes!(integrations::callback))
+        .routes(routes!(integrations::list))
+        .routes(routes!(
+            integrations::store_credentials,
+            integrations::get_credentials,
+            integrations::delete_credentials
+        ))
+        .routes(routes!(integrations::refresh))
 }
 
 /// Routes whose last parameter is a secret name, which may hold slashes.

@@ -41,6 +41,17 @@ impl From<tonic::Status> for Failure {
     /// failed: neither is the caller's to fix, so both are a 500 and the
     /// backend's text goes to the log only.
     fn from(status: tonic::Status) -> Self {
+        Failure::from_status_naming(status, http_field)
+    }
+}
+
+impl Failure {
+    /// A backend's answer as [`From<tonic::Status>`] words it, with the
+    /// backend's field names translated by `name` instead of the shared
+    /// table: for services whose field names depend on the route (the
+    /// broker's `name` is the path's integration, its `api_key.key` the
+    /// body's `credentials.api_key.key`).
+    pub(crate) fn from_status_naming(status: tonic::Status, name: fn(&str) -> String) -> Self {
         let from_locksmith = status
             .get_error_details()
             .error_info()
@@ -73,7 +84,7 @@ impl From<tonic::Status> for Failure {
                 .violations
                 .into_iter()
                 .map(|v| FieldViolation {
-                    field: http_field(&v.field),
+                    field: name(&v.field),
                     description: v.description,
                 })
                 .collect();
@@ -255,7 +266,7 @@ pub(crate) fn printable(name: &str) -> String {
 /// (`tenant.display_name`, `update_mask`, `fields.smtp-port`); the
 /// caller only knows the JSON body, path and query of the edge. Names the
 /// caller could not have sent become [`BODY`], and the original is logged.
-fn http_field(field: &str) -> String {
+pub(crate) fn http_field(field: &str) -> String {
     /// Body fields, path and query parameters that share their name with the
     /// registry's request fields.
     const SHARED: &[&str] = &[

@@ -61,7 +61,7 @@ fn yes() -> bool {
 }
 
 fn default_anonymous_paths() -> Vec<String> {
-    ["/health", "/ready", "/openapi.json"]
+    ["/health", "/ready", "/openapi.json", "/oauth/callback/*"]
         .map(str::to_owned)
         .to_vec()
 }
@@ -168,6 +168,19 @@ impl Authenticator {
         })
     }
 
+    /// The principal of the bearer credential a request to an anonymous
+    /// route sends, if it sends one that verifies. The OAuth callback
+    /// forwards it so that the broker confines a tenant caller to its own
+    /// tenant's states; a request without one (a provider's redirect)
+    /// stays anonymous, trusted through the state only.
+    pub async fn optional_principal(&self, headers: &HeaderMap) -> Option<Principal> {
+        let credential = bearer(headers)?.ok()?;
+        self.verifier
+            .verify(credential)
+            .await
+            .ok()
+            .map(|a| a.principal)
+    }
     /// Forgets a revoked key on this replica at once.
     pub fn forget_key(&self, key_id: &str) {
         self.verifier.forget_key(key_id);

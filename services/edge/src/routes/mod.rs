@@ -1,6 +1,7 @@
 //! The edge's routes, one module per resource family.
 
 pub mod api_keys;
+pub mod integrations;
 pub mod members;
 pub mod ops;
 pub mod secrets;
