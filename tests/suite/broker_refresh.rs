@@ -255,6 +255,19 @@ async fn a_broker_killed_mid_refresh_does_not_block_beyond_its_lease() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // And until its token request reached the server (it is held there by
+    // the delay): killed any earlier, it would have sent nothing.
+    loop {
+        let counted = server.token_requests(&client.client_id).await;
+        if counted.by_grant.get("refresh_token") == Some(&1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the doomed broker's refresh never reached the server: {counted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let killed_at = Instant::now();
     runtime.shutdown_background();
     server

@@ -8,65 +8,18 @@
 //! is reached through a TLS front whose CA the broker's egress guard trusts;
 //! loopback is allow-listed, as the issue says the tests need.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
-
 use locksmith_egress::EgressPolicy;
 use locksmith_proto::broker::v1::{
     self as pb, o_auth_broker_service_client::OAuthBrokerServiceClient,
 };
-use locksmith_tls::{CertificateAuthority, Identity, ServiceName};
+use locksmith_tls::ServiceName;
 use reqwest::Method;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use time::OffsetDateTime;
-use tokio::net::{TcpListener, TcpStream};
 
+use crate::broker_flows::tls_front;
 use crate::harness::{BrokerSetup, Suite, assert_problem, create_tenant, load_tls};
 use crate::oauth_server::{ClientSpec, Decision, oauth_server};
-
-/// An https front on a loopback port for `upstream`; answers its port and
-/// the CA file that makes its certificate trusted.
-async fn tls_front(upstream: SocketAddr, dir: &TempDir) -> (u16, PathBuf) {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let now = OffsetDateTime::now_utc();
-    let ca = CertificateAuthority::generate("oauth-http-front", now).unwrap();
-    let leaf = ca
-        .issue(
-            &Identity::Service(ServiceName::Broker),
-            now,
-            time::Duration::days(1),
-        )
-        .unwrap();
-    let ca_file = dir.path().join("front-ca.pem");
-    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
-    let certs = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.expose_secret().as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                let Ok(mut plain) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    (port, ca_file)
-}
 
 /// The suite with a broker whose catalog has one `oidc` entry (the real
 /// OAuth server behind a TLS front), the system OAuth app registered for

@@ -20,12 +20,13 @@ use locksmith_domain::{
 };
 use locksmith_egress::{EgressClient, EgressPolicy};
 use locksmith_store::{Cas, OpenBaoConfig, OpenBaoStore};
-use locksmith_tls::{CertificateAuthority, Identity, ServiceName};
+use locksmith_tls::ServiceName;
 use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
 use time::OffsetDateTime;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use crate::broker_flows::tls_front;
 use crate::harness::load_tls;
 use crate::oauth_server::{ClientSpec, RegisteredClient, oauth_server, pkce_pair};
 use crate::openbao::openbao;
@@ -33,50 +34,6 @@ use crate::openbao::openbao;
 /// Nothing listens here: the driver stops at the redirect.
 pub(super) const REDIRECT_URI: &str = "http://127.0.0.1:9/oauth/callback/oidc";
 pub(super) const INTEGRATION: &str = "oidc";
-
-/// An https front: TLS on a loopback port, bytes copied to `upstream`.
-/// Answers its port and the CA file that makes its certificate trusted.
-pub(super) async fn tls_front(upstream: SocketAddr, dir: &TempDir) -> (u16, PathBuf) {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let now = OffsetDateTime::now_utc();
-    let ca = CertificateAuthority::generate("broker-test-front", now).unwrap();
-    // A service certificate carries 127.0.0.1 and localhost SANs.
-    let leaf = ca
-        .issue(
-            &Identity::Service(ServiceName::Broker),
-            now,
-            time::Duration::days(1),
-        )
-        .unwrap();
-    let ca_file = dir.path().join(format!("front-ca-{}.pem", upstream.port()));
-    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
-    let certs = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.expose_secret().as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                let Ok(mut plain) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    (port, ca_file)
-}
 
 pub(super) fn upstream_of(url: &str) -> SocketAddr {
     let url = reqwest::Url::parse(url).unwrap();
