@@ -265,6 +265,17 @@ async fn bad_input_is_refused_by_name_and_nothing_is_written() {
     assert_problem(status, &body, 400, "INVALID_ARGUMENT");
     assert_eq!(body["errors"][0]["field"], "expected_version", "{body}");
 
+    // Nor does a member that does not exist: the registry's answer names it.
+    let (status, body) = put(
+        &suite,
+        "/tenants/acme/orgs/sales/bots/ghost/secrets/x",
+        ok(),
+    )
+    .await;
+    let detail = assert_problem(status, &body, 404, "NOT_FOUND");
+    assert!(detail.contains("ghost"), "{detail}");
+    let (status, body) = put(&suite, "/tenants/acme/orgs/nowhere/secrets/x", ok()).await;
+    assert_problem(status, &body, 404, "NOT_FOUND");
     // A tenant that does not exist holds nothing and takes nothing.
     let (status, body) = put(&suite, "/tenants/ghost/secrets/x", ok()).await;
     assert_problem(status, &body, 404, "NOT_FOUND");

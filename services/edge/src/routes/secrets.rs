@@ -23,7 +23,7 @@ use locksmith_domain::{
     secrets::{SecretName, SecretRef},
 };
 use locksmith_errors::ApiError;
-use locksmith_proto::credstore::v1 as pb;
+use locksmith_proto::{credstore::v1 as pb, registry::v1 as registry_pb};
 
 use super::missing;
 use crate::{
@@ -123,6 +123,45 @@ async fn get(
     Ok(ApiJson(view))
 }
 
+/// A write at an org, bot or user scope needs that member to exist: the
+/// credential store knows tenants (by their keys) but not the registry's
+/// members, so without this a secret could be stored for a bot nobody
+/// created, and be found by whoever creates it later. The registry's own
+/// NOT_FOUND (naming the member) is the answer.
+async fn require_member(state: &AppState, caller: &Caller, scope: &Scope) -> Result<(), Failure> {
+    let mut registry = state.backends.registry.clone();
+    match scope {
+        Scope::Org { tenant, org } => {
+            registry
+                .get_org(caller.request(registry_pb::GetOrgRequest {
+                    tenant_id: tenant.to_string(),
+                    org_id: org.to_string(),
+                }))
+                .await?;
+        }
+        Scope::Bot { tenant, org, bot } => {
+            registry
+                .get_bot(caller.request(registry_pb::GetBotRequest {
+                    tenant_id: tenant.to_string(),
+                    org_id: org.to_string(),
+                    bot_id: bot.to_string(),
+                }))
+                .await?;
+        }
+        Scope::User { tenant, org, user } => {
+            registry
+                .get_user(caller.request(registry_pb::GetUserRequest {
+                    tenant_id: tenant.to_string(),
+                    org_id: org.to_string(),
+                    user_id: user.to_string(),
+                }))
+                .await?;
+        }
+        Scope::System | Scope::Tenant(_) => {}
+    }
+    Ok(())
+}
+
 async fn put(
     state: AppState,
     caller: Caller,
@@ -131,6 +170,7 @@ async fn put(
 ) -> Result<Response, Failure> {
     let secret = secret_of(target)?;
     authorize(&caller, &secret.scope, Access::Write)?;
+    require_member(&state, &caller, &secret.scope).await?;
     let resource = secret.resource_name();
     let answer = state
         .backends
