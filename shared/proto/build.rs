@@ -25,6 +25,7 @@ const SECRET_BEARING: &[&str] = &[
     "locksmith.broker.v1.BasicCredentials",
     "locksmith.broker.v1.ImportedTokens",
     "locksmith.broker.v1.GetAccessTokenResponse",
+    "locksmith.broker.v1.CompleteAuthorizationRequest",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -118,22 +118,8 @@ pub fn allow_list() -> AllowList {
     list
 }
 
-/// Why the server stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// TLS material was rejected by the transport.
-    #[error("TLS setup failed: {0}")]
-    Tls(tonic::transport::Error),
-    /// The reflection service could not be built.
-    #[error("reflection setup failed: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The trace layer could not read the served methods.
-    #[error("trace setup failed: {0}")]
-    Telemetry(#[from] locksmith_telemetry::TelemetryError),
-    /// The transport failed while serving.
-    #[error("gRPC server failed: {0}")]
-    Transport(tonic::transport::Error),
-}
+/// Why the server stopped with an error (shared by every suite service).
+pub use locksmith_health::ServeError;
 
 /// Serves `credstore` on `listener` until `shutdown` resolves, then drains
 /// in-flight calls.

@@ -11,6 +11,25 @@ use tonic_health::{
     server::HealthReporter,
 };
 
+/// Why a suite gRPC server (registry, credential store, broker) stopped with
+/// an error: every one is built the same way (mTLS, health, reflection, the
+/// trace layer), so they fail the same ways.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS material was rejected by the transport.
+    #[error("TLS setup failed: {0}")]
+    Tls(tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The trace layer could not read the served methods.
+    #[error("trace setup failed: {0}")]
+    Telemetry(#[from] locksmith_telemetry::TelemetryError),
+    /// The transport failed while serving.
+    #[error("gRPC server failed: {0}")]
+    Transport(tonic::transport::Error),
+}
+
 /// The health service and its reporter, with every name in `names`
 /// NOT_SERVING until [`probe`] hears from storage.
 pub async fn not_serving(names: &[&'static str]) -> (HealthReporter, HealthServer<impl Health>) {

@@ -6,7 +6,10 @@
 use std::{collections::HashMap, fmt};
 
 use crate::{
-    broker::v1::{ApiKeyCredentials, BasicCredentials, GetAccessTokenResponse, ImportedTokens},
+    broker::v1::{
+        ApiKeyCredentials, BasicCredentials, CompleteAuthorizationRequest, GetAccessTokenResponse,
+        ImportedTokens,
+    },
     credstore::v1::{Connection, PutConnectionRequest, PutSecretRequest, Secret},
     registry::v1::{CreateApiKeyResponse, VerifyApiKeyRequest},
 };
@@ -119,6 +122,27 @@ impl fmt::Debug for ImportedTokens {
     }
 }
 
+/// The authorization code and the state are bearer values until the flow
+/// completes: together they could finish it.
+impl fmt::Debug for CompleteAuthorizationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompleteAuthorizationRequest")
+            .field("integration", &self.integration)
+            .field("state", &"[redacted]")
+            .field(
+                "code",
+                &if self.code.is_empty() {
+                    ""
+                } else {
+                    "[redacted]"
+                },
+            )
+            .field("error", &self.error)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for GetAccessTokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GetAccessTokenResponse")
@@ -170,6 +194,15 @@ mod tests {
                 "{:?}",
                 ApiKeyCredentials {
                     key: secret.clone()
+                }
+            ),
+            format!(
+                "{:?}",
+                CompleteAuthorizationRequest {
+                    integration: "github".into(),
+                    state: secret.clone(),
+                    code: secret.clone(),
+                    ..Default::default()
                 }
             ),
             format!(
