@@ -18,6 +18,7 @@ test: tools fmt-check clippy proto-lint unit smoke ## Everything CI runs: format
 bench: tools ## Benchmarks on release builds, side by side in one run; figures in tests/bench/results/
 	@tests/bench/edge.sh
 	@tests/bench/credstore.sh
+	@tests/bench/proxy.sh
 
 tools: ## Install what the tests need into tests/tools: buf and oidc-provider (npm), grpcio-tools and schemathesis (PyPI, a venv)
 	@cd $(TOOLS) && npm ci --no-audit --no-fund --loglevel=error

@@ -13,14 +13,15 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 log="$work/run.log"
 # Distinct free ports: every socket is held open until all are known.
-read -r registry_port edge_port credstore_port broker_port < <(python3 -c '
+read -r registry_port edge_port credstore_port broker_port proxy_port < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 ')
 export STATE_DIR="$work/state" REGISTRY_ADDR=127.0.0.1:$registry_port EDGE_ADDR=127.0.0.1:$edge_port \
-  CREDSTORE_ADDR=127.0.0.1:$credstore_port BROKER_ADDR=127.0.0.1:$broker_port
+  CREDSTORE_ADDR=127.0.0.1:$credstore_port BROKER_ADDR=127.0.0.1:$broker_port \
+  PROXY_ADDR=127.0.0.1:$proxy_port
 edge="http://$EDGE_ADDR"
 
 deploy/dev/run.sh >"$log" 2>&1 &
@@ -109,6 +110,12 @@ listed=$(expect 200 GET /tenants/acme/integrations)
 grep -q '"name":"tenants/acme/integrations/openai"' <<<"$listed" || fail "the connection was not listed: $listed"
 grep -q 'sk-smoke-conn' <<<"$listed" && fail "the listing answered the API key"
 
+# The token proxy behind the edge, as its own process: a path that would
+# leave the integration's API is refused by its SSRF guard, naming `path`.
+refused=$(curl -sS "$edge/proxy/openai/v1/a%2F..%2Fadmin" -H "$auth" -H 'locksmith-owner: tenants/acme' -w '\n%{http_code}')
+[ "${refused##*$'\n'}" = 400 ] && grep -q '"field":"path"' <<<"$refused" \
+  || fail "the proxy's guard did not refuse the path: $refused"
+
 # The published contract, against this live suite.
 LOCKSMITH_CONTRACT_KEY=$key tests/contract/run.sh "$edge" >"$work/contract.log" 2>&1 \
   || { cat "$work/contract.log" >&2; fail "schemathesis found the contract broken"; }
@@ -116,7 +123,7 @@ grep -E '^Test cases|passed|failures?,|Seed' "$work/contract.log" | tail -n 4
 
 kill -TERM "$runner"
 wait "$runner" 2>/dev/null || true
-for addr in "$EDGE_ADDR" "$REGISTRY_ADDR" "$CREDSTORE_ADDR" "$BROKER_ADDR"; do
+for addr in "$EDGE_ADDR" "$REGISTRY_ADDR" "$CREDSTORE_ADDR" "$BROKER_ADDR" "$PROXY_ADDR"; do
   if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then fail "$addr still listening after SIGTERM"; fi
 done
 echo "make run, curl quick start, paging, secrets, the contract and shutdown all worked"

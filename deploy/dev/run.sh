@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 profile=${PROFILE:-debug}
 cargo_flags=()
 [ "$profile" = release ] && cargo_flags+=(--release)
-cargo build --locked "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-credstore -p locksmith-broker -p locksmith-edge
+cargo build --locked "${cargo_flags[@]}" --bins -p locksmith-cli -p locksmith-registry -p locksmith-credstore -p locksmith-broker -p locksmith-proxy -p locksmith-edge
 bin="target/$profile"
 
 # Where state lives and where the processes listen (not LOCKSMITH_* names:
@@ -19,8 +19,13 @@ home=${STATE_DIR:-var}
 registry_addr=${REGISTRY_ADDR:-127.0.0.1:7101}
 credstore_addr=${CREDSTORE_ADDR:-127.0.0.1:7102}
 broker_addr=${BROKER_ADDR:-127.0.0.1:7103}
+proxy_addr=${PROXY_ADDR:-127.0.0.1:7104}
 edge_addr=${EDGE_ADDR:-127.0.0.1:8080}
 edge_url="http://$edge_addr"
+# Another configuration file for the broker or the proxy (the benchmarks use
+# their own catalog and egress allow-list); the defaults are the shipped ones.
+broker_config=${BROKER_CONFIG:-deploy/config/broker.toml}
+proxy_config=${PROXY_CONFIG:-deploy/config/proxy.toml}
 
 mkdir -p "$home/data"
 "$bin/locksmith" pki init --dir "$home/pki"
@@ -65,16 +70,24 @@ env $(tls registry) LOCKSMITH_CONFIG=deploy/config/registry.toml \
 # The broker needs an OAuth app (secret system/secrets/oauth-apps/{integration}) only when a flow
 # of that integration starts, so it starts without any. Its public URL is the edge's: redirect
 # URIs are {edge}/oauth/callback/{integration}.
-env $(tls broker) LOCKSMITH_CONFIG=deploy/config/broker.toml \
+env $(tls broker) LOCKSMITH_CONFIG="$broker_config" \
   LOCKSMITH_LISTEN="$broker_addr" LOCKSMITH_STORAGE__PATH="$home/data/broker.db" \
   LOCKSMITH_PUBLIC_URL="$edge_url" \
   LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
+  LOCKSMITH_SERVICES__REGISTRY__URL="https://$registry_addr" \
   "$bin/locksmith-broker" & pids+=($!)
+# The token proxy: calls to integrations' APIs with the connection's credential injected.
+env $(tls proxy) LOCKSMITH_CONFIG="$proxy_config" \
+  LOCKSMITH_LISTEN="$proxy_addr" LOCKSMITH_AUDIT__PATH="$home/data/proxy-audit.jsonl" \
+  LOCKSMITH_SERVICES__BROKER__URL="https://$broker_addr" \
+  LOCKSMITH_SERVICES__REGISTRY__URL="https://$registry_addr" \
+  "$bin/locksmith-proxy" & pids+=($!)
 env $(tls edge) LOCKSMITH_CONFIG=deploy/config/edge.toml \
   LOCKSMITH_LISTEN="$edge_addr" LOCKSMITH_PUBLIC_URL="$edge_url" \
   LOCKSMITH_SERVICES__REGISTRY__URL="https://$registry_addr" \
   LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
   LOCKSMITH_SERVICES__BROKER__URL="https://$broker_addr" \
+  LOCKSMITH_SERVICES__PROXY__URL="https://$proxy_addr" \
   "$bin/locksmith-edge" & pids+=($!)
 
 for _ in $(seq 1 100); do

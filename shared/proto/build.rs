@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "locksmith/registry/v1/api_keys.proto",
     "locksmith/credstore/v1/credstore.proto",
     "locksmith/broker/v1/broker.proto",
+    "locksmith/proxy/v1/proxy.proto",
 ];
 
 /// Messages holding a credential (an API key, a secret's field values).
@@ -26,6 +27,12 @@ const SECRET_BEARING: &[&str] = &[
     "locksmith.broker.v1.ImportedTokens",
     "locksmith.broker.v1.GetAccessTokenResponse",
     "locksmith.broker.v1.CompleteAuthorizationRequest",
+    // a proxied call's headers and bodies are the caller's and the API's data
+    "locksmith.proxy.v1.Header",
+    "locksmith.proxy.v1.CallRequest",
+    "locksmith.proxy.v1.CallResponse",
+    "locksmith.proxy.v1.StreamCallRequest",
+    "locksmith.proxy.v1.StreamCallResponse",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -42,6 +49,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Messages that carry a credential: their Debug is written by hand
         // (src/redacted.rs) so a key never reaches a log line.
         .skip_debug(SECRET_BEARING)
+        // Proxied bodies pass through as `Bytes`, never copied into a Vec.
+        .bytes(".locksmith.proxy.v1")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -38,7 +38,8 @@ fn formy(port: u16) -> String {
         r#"{{"display_name":"Form-encoded","auth_mode":"oauth2_authorization_code",
   "authorization_url":"https://127.0.0.1:{port}/authorize",
   "token_url":"https://127.0.0.1:{port}/token",
-  "client_auth":"body","pkce":true,"token_response":{{"format":"form"}}}}"#
+  "client_auth":"body","pkce":true,"token_response":{{"format":"form"}},
+  "api":{{"base_url":"https://127.0.0.1:{port}/api"}}}}"#
     )
 }
 
@@ -49,7 +50,8 @@ fn nesty(port: u16) -> String {
   "token_url":"https://127.0.0.1:{port}/token",
   "client_auth":"basic","pkce":false,
   "token_response":{{"access_token":"data.grant.token","refresh_token":"data.grant.renew",
-    "expires_in":"data.grant.ttl","metadata":{{"workspace_id":"data.workspace.id"}}}}}}"#
+    "expires_in":"data.grant.ttl","metadata":{{"workspace_id":"data.workspace.id"}}}},
+  "api":{{"base_url":"https://127.0.0.1:{port}/api"}}}}"#
     )
 }
 
@@ -220,6 +222,7 @@ async fn custom_providers_created_through_the_api_complete_the_flow() {
             .get_access_token(as_principal(
                 pb::GetAccessTokenRequest {
                     name: conn.name.clone(),
+                    ..Default::default()
                 },
                 None,
             ))

@@ -500,6 +500,7 @@ async fn a_full_code_flow_with_pkce_stores_sealed_tokens_that_work() {
         .get_access_token(as_principal(
             pb::GetAccessTokenRequest {
                 name: conn.name.clone(),
+                refused_version: 0,
             },
             None,
         ))
@@ -525,6 +526,7 @@ async fn a_full_code_flow_with_pkce_stores_sealed_tokens_that_work() {
         .get_access_token(as_principal(
             pb::GetAccessTokenRequest {
                 name: conn.name.clone(),
+                refused_version: 0,
             },
             None,
         ))
@@ -671,6 +673,31 @@ async fn bad_callbacks_are_refused_with_exact_reasons_and_store_nothing() {
     assert_eq!(
         ApiError::from_status(&e).detail,
         "oidc refused the request: `access_denied` (HTTP 302)"
+    );
+    // With a return URL the refusal is an answer, so the edge can send the
+    // browser back there: a fixed code, no connection, nothing stored.
+    let started = w
+        .start(
+            &acme_writer(),
+            "tenants/acme",
+            "oidc",
+            "https://app.acme.example/done/x",
+        )
+        .await
+        .unwrap();
+    let cb = authorize_in_browser(&started.authorization_url, port, Decision::Deny).await;
+    let done = w.complete(callback(&cb.params)).await.unwrap();
+    assert_eq!(done.connection, None);
+    assert_eq!(done.return_url, "https://app.acme.example/done/x");
+    assert_eq!(
+        done.error.map(|e| e.code()),
+        Some(pb::FlowErrorCode::AccessDenied)
+    );
+    let e = w.complete(callback(&cb.params)).await.unwrap_err();
+    assert_refused(
+        &e,
+        ErrorCode::InvalidArgument,
+        Some(("state", "was already used; start the authorization again")),
     );
 
     // A return URL off the tenant's allow-list is refused at the start.
@@ -841,6 +868,7 @@ async fn custom_providers_that_answer_form_encoded_or_nested_complete_the_flow()
             .get_access_token(as_principal(
                 pb::GetAccessTokenRequest {
                     name: conn.name.clone(),
+                    refused_version: 0,
                 },
                 None,
             ))

@@ -61,6 +61,8 @@ fn expectation(caller: Caller, method: &str) -> Option<Expect> {
             }
         }
         "ProvisionTenantKey" | "RotateTenantKey" | "ShredTenantKey" | "EraseScope" => Refused,
+        // Every record of a tenant: the broker's, for operators' health counts.
+        "ListTenantConnections" => Refused,
         _ => return None,
     })
 }
@@ -175,6 +177,13 @@ async fn call(c: &mut Client, method: &str, t: &str) -> Result<(), tonic::Status
                 ..Default::default()
             });
             c.inner.list_connections(r).await.map(drop)
+        }
+        "ListTenantConnections" => {
+            let r = c.request(pb::ListTenantConnectionsRequest {
+                parent: owner,
+                ..Default::default()
+            });
+            c.inner.list_tenant_connections(r).await.map(drop)
         }
         "DeleteConnection" => {
             let r = c.request(pb::DeleteConnectionRequest {

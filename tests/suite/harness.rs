@@ -12,6 +12,7 @@ use locksmith_broker::{
     credstore::CredstoreClient,
     flows::Broker,
     refresh::{RefreshConfig, Refresher},
+    registry::RegistryClient,
     state::PendingStore,
 };
 use locksmith_credstore::{CredStore, MemoryAudit};
@@ -26,6 +27,13 @@ use locksmith_proto::credstore::v1::credential_store_service_client::CredentialS
 use locksmith_proto::registry::v1::{
     self as pb, api_key_service_client::ApiKeyServiceClient,
     tenant_registry_service_client::TenantRegistryServiceClient,
+};
+use locksmith_proxy::{
+    access::{AccessCache, BrokerSource, CacheConfig},
+    audit::CallEvent,
+    forward::{Forwarder, UpstreamConfig},
+    grpc::ProxyApi,
+    limits::{LimitsConfig, RegistrySource, TenantLimits},
 };
 use locksmith_registry::{
     CredStoreKeys, Registry, api_keys::secret::KeyHasher, config::Endpoint as RegistryEndpoint,
@@ -71,6 +79,10 @@ pub struct Suite {
     pub credstore_core: Arc<SuiteCredStore>,
     /// The OAuth broker the edge calls (mTLS gRPC).
     pub broker: Endpoint,
+    /// The token proxy the edge calls (mTLS gRPC).
+    pub proxy: Endpoint,
+    /// The proxy's audit trail.
+    pub proxy_audit: Arc<locksmith_audit::MemoryAudit<CallEvent>>,
     pub pki: TempDir,
     /// Sends the operator admin key with every request.
     pub http: reqwest::Client,
@@ -119,15 +131,24 @@ impl Suite {
 
     /// The suite with the edge's authentication configured as `auth`.
     pub async fn start_with(auth: AuthConfig) -> Suite {
-        Self::start_full(auth, BrokerSetup::default()).await
+        Self::start_full(auth, BrokerSetup::default(), ProxySetup::default()).await
     }
 
     /// The suite with a broker set up as `broker` says.
     pub async fn start_with_broker(broker: BrokerSetup) -> Suite {
-        Self::start_full(AuthConfig::default(), broker).await
+        Self::start_full(AuthConfig::default(), broker, ProxySetup::default()).await
     }
 
-    async fn start_full(auth: AuthConfig, broker_setup: BrokerSetup) -> Suite {
+    /// The suite with a broker and a token proxy set up as given.
+    pub async fn start_with_proxy(broker: BrokerSetup, proxy: ProxySetup) -> Suite {
+        Self::start_full(AuthConfig::default(), broker, proxy).await
+    }
+
+    async fn start_full(
+        auth: AuthConfig,
+        broker_setup: BrokerSetup,
+        proxy_setup: ProxySetup,
+    ) -> Suite {
         spans();
         locksmith_tls::install_crypto_provider();
         let pki = tempfile::tempdir().unwrap();
@@ -181,14 +202,30 @@ impl Suite {
         // of every redirect URI.
         let edge_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let edge_url = format!("http://{}", edge_listener.local_addr().unwrap());
-        let (broker, stop_broker) =
-            start_broker(pki.path(), &credstore, &edge_url, broker_setup).await;
+        let (broker, stop_broker) = start_broker(
+            pki.path(),
+            &credstore,
+            registry_addr,
+            &edge_url,
+            broker_setup,
+        )
+        .await;
+        let proxy_audit = Arc::new(locksmith_audit::MemoryAudit::new());
+        let (proxy, stop_proxy) = start_proxy(
+            pki.path(),
+            &broker,
+            registry_addr,
+            proxy_setup,
+            Arc::clone(&proxy_audit),
+        )
+        .await;
         let (edge, stop_edge) = start_edge(
             pki.path(),
             edge_listener,
             registry_addr,
             &credstore,
             &broker,
+            &proxy,
             auth,
         )
         .await;
@@ -200,12 +237,14 @@ impl Suite {
             credstore,
             credstore_core,
             broker,
+            proxy,
+            proxy_audit,
             pki,
             http: client_with_key(&admin_key),
             anonymous: reqwest::Client::new(),
             credstore_running: Some(credstore_running),
             // The registry first: `stop_registry` relies on it.
-            stop: vec![stop_registry, stop_edge, stop_broker],
+            stop: vec![stop_registry, stop_edge, stop_broker, stop_proxy],
         }
     }
 
@@ -218,11 +257,27 @@ impl Suite {
             self.registry_addr,
             &self.credstore,
             &self.broker,
+            &self.proxy,
             auth,
         )
         .await;
         self.stop.push(stop);
         url
+    }
+
+    /// Another token proxy replica on the same broker and registry, with its
+    /// own credential cache.
+    pub async fn extra_proxy(&mut self, setup: ProxySetup) -> Endpoint {
+        let (endpoint, stop) = start_proxy(
+            self.pki.path(),
+            &self.broker,
+            self.registry_addr,
+            setup,
+            Arc::clone(&self.proxy_audit),
+        )
+        .await;
+        self.stop.push(stop);
+        endpoint
     }
 
     /// A credential store client holding the certificate of `service`.
@@ -457,11 +512,69 @@ pub struct BrokerSetup {
     pub return_urls: ReturnUrls,
 }
 
-/// Starts a broker on a free port over the suite's credential store, its
-/// pending authorizations in an embedded store in the suite's directory.
+/// How the suite's token proxy is set up; the default is the default
+/// egress policy (no internal addresses) and the default bounds.
+#[derive(Clone, Default)]
+pub struct ProxySetup {
+    /// The egress policy; `None`: the default.
+    pub egress: Option<EgressPolicy>,
+    /// Bounds on calls to APIs.
+    pub upstream: UpstreamConfig,
+    /// The credential cache.
+    pub cache: CacheConfig,
+    /// Rate limits.
+    pub limits: LimitsConfig,
+}
+
+/// Starts a token proxy on a free port over the suite's broker and
+/// registry, auditing to `audit`.
+async fn start_proxy(
+    pki: &Path,
+    broker: &Endpoint,
+    registry_addr: SocketAddr,
+    setup: ProxySetup,
+    audit: Arc<locksmith_audit::MemoryAudit<CallEvent>>,
+) -> (Endpoint, oneshot::Sender<()>) {
+    let tls = load_tls(pki, ServiceName::Proxy);
+    let egress = EgressClient::new(setup.egress.unwrap_or_default()).unwrap();
+    let source = BrokerSource::connect_lazy(&broker.url, "localhost", &tls).unwrap();
+    let registry =
+        RegistrySource::connect_lazy(&format!("https://{registry_addr}"), "localhost", &tls)
+            .unwrap();
+    let max_message = usize::try_from(setup.upstream.max_unary_bytes).unwrap() + 256 * 1024;
+    let forwarder = Forwarder::new(
+        egress,
+        AccessCache::new(Arc::new(source), setup.cache),
+        TenantLimits::new(Arc::new(registry), setup.limits),
+        setup.upstream,
+    );
+    let api = ProxyApi::new(
+        Arc::new(forwarder),
+        audit,
+        Arc::new(time::OffsetDateTime::now_utc),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = stop_signal();
+    tokio::spawn(async move {
+        locksmith_proxy::server::serve(listener, &tls, api, max_message, stopped)
+            .await
+            .unwrap();
+    });
+    let endpoint = Endpoint {
+        url: format!("https://{addr}"),
+        server_name: "localhost".into(),
+    };
+    (endpoint, stop)
+}
+
+/// Starts a broker on a free port over the suite's credential store and
+/// registry, its pending authorizations in an embedded store in the
+/// suite's directory.
 async fn start_broker(
     pki: &Path,
     credstore: &Endpoint,
+    registry_addr: SocketAddr,
     public_url: &str,
     setup: BrokerSetup,
 ) -> (Endpoint, oneshot::Sender<()>) {
@@ -484,15 +597,21 @@ async fn start_broker(
     .unwrap();
     let pending =
         EmbeddedStore::open(&pki.join("broker.db"), locksmith_store::system_clock()).unwrap();
-    let broker = Arc::new(Broker::new(
-        catalog,
-        PendingStore::new(pending),
-        store_client,
-        egress,
-        refresher,
-        PublicUrl::parse(public_url).unwrap(),
-        ReturnUrlPolicy::compile(&setup.return_urls).unwrap(),
-    ));
+    let registry =
+        RegistryClient::connect_lazy(&format!("https://{registry_addr}"), "localhost", &tls)
+            .unwrap();
+    let broker = Arc::new(
+        Broker::new(
+            catalog,
+            PendingStore::new(pending),
+            store_client,
+            egress,
+            refresher,
+            PublicUrl::parse(public_url).unwrap(),
+            ReturnUrlPolicy::compile(&setup.return_urls).unwrap(),
+        )
+        .with_registry(registry),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = stop_signal();
@@ -522,6 +641,7 @@ async fn start_edge(
     registry_addr: SocketAddr,
     credstore: &Endpoint,
     broker: &Endpoint,
+    proxy: &Endpoint,
     auth: AuthConfig,
 ) -> (String, oneshot::Sender<()>) {
     let edge = format!("http://{}", edge_listener.local_addr().unwrap());
@@ -536,6 +656,7 @@ async fn start_edge(
             },
             credstore: credstore.clone(),
             broker: broker.clone(),
+            proxy: proxy.clone(),
         },
         limits: Limits::default(),
         auth,

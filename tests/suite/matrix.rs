@@ -31,6 +31,11 @@ enum Needs {
     Write,
     /// The tenant's admin role.
     Admin,
+    /// A call through the token proxy that reads (GET, HEAD, OPTIONS): its
+    /// tenant is the caller's, another's is named only by header.
+    ProxyRead,
+    /// A call through the token proxy that writes.
+    ProxyWrite,
 }
 
 /// One row: method, path template, what it needs, and a body (for the
@@ -63,6 +68,7 @@ fn rows() -> Vec<Row> {
             Some(json!({"id": "gamma", "display_name": "Gamma"}))
         }),
         row(Method::GET, "/admin/tenants", Operator, none),
+        row(Method::GET, "/admin/health/tenants", Operator, none),
         row(Method::GET, "/tenants/{tenant_id}", Read, none),
         row(Method::PATCH, "/tenants/{tenant_id}", Admin, |_| {
             Some(json!({"version": 1, "display_name": "Taken over"}))
@@ -217,25 +223,81 @@ fn rows() -> Vec<Row> {
         State,
         none,
     ));
+    // Connections at every owner scope.
+    for owner in MEMBER_SCOPES {
+        rows.push(row(
+            Method::GET,
+            &format!("{owner}/integrations"),
+            Read,
+            none,
+        ));
+        let credentials = format!("{owner}/integrations/{{integration}}/credentials");
+        rows.push(row(Method::GET, &credentials, Read, none));
+        rows.push(row(Method::POST, &credentials, Write, |_| {
+            Some(json!({"credentials": {"api_key": {"key": "stolen"}}}))
+        }));
+        rows.push(row(Method::DELETE, &credentials, Write, none));
+        rows.push(row(
+            Method::POST,
+            &format!("{owner}/integrations/{{integration}}/refresh"),
+            Write,
+            none,
+        ));
+    }
+    // Custom providers: the tenant admin's to change (`{integration}` is
+    // the custom provider `crm` there).
     rows.push(row(
         Method::GET,
-        "/tenants/{tenant_id}/integrations",
+        "/tenants/{tenant_id}/providers",
         Read,
         none,
     ));
-    let credentials = "/tenants/{tenant_id}/integrations/{integration}/credentials";
-    rows.push(row(Method::GET, credentials, Read, none));
-    rows.push(row(Method::POST, credentials, Write, |_| {
-        Some(json!({"credentials": {"api_key": {"key": "stolen"}}}))
-    }));
-    rows.push(row(Method::DELETE, credentials, Write, none));
     rows.push(row(
         Method::POST,
-        "/tenants/{tenant_id}/integrations/{integration}/refresh",
-        Write,
-        none,
+        "/tenants/{tenant_id}/providers",
+        Admin,
+        |_| Some(json!({"integration": "intruder", "definition": provider_definition("Intruder")})),
     ));
+    let provider = "/tenants/{tenant_id}/providers/{integration}";
+    rows.push(row(Method::GET, provider, Read, none));
+    rows.push(row(Method::PUT, provider, Admin, |_| {
+        Some(json!({"definition": provider_definition("Taken over"), "expected_version": 1}))
+    }));
+    rows.push(row(Method::DELETE, provider, Admin, none));
+    // The token proxy: every method of one route.
+    for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+        rows.push(row(method, PROXIED, ProxyRead, none));
+    }
+    for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        rows.push(row(method, PROXIED, ProxyWrite, none));
+    }
     rows
+}
+
+/// The token proxy's route.
+const PROXIED: &str = "/proxy/{integration}/{path}";
+
+/// The owners connections belong to, as route prefixes.
+const MEMBER_SCOPES: [&str; 4] = [
+    "/tenants/{tenant_id}",
+    "/tenants/{tenant_id}/orgs/{org_id}",
+    "/tenants/{tenant_id}/orgs/{org_id}/bots/{bot_id}",
+    "/tenants/{tenant_id}/orgs/{org_id}/users/{user_id}",
+];
+
+/// The custom provider alpha and beta each have.
+const PROVIDER: &str = "crm";
+
+/// A custom provider's definition that the default egress policy admits
+/// (a public address, so no name resolution is needed).
+fn provider_definition(display_name: &str) -> Value {
+    json!({
+        "display_name": display_name,
+        "auth_mode": "oauth2_authorization_code",
+        "authorization_url": "https://93.184.215.14/authorize",
+        "token_url": "https://93.184.215.14/token",
+        "client_auth": "basic",
+    })
 }
 
 /// The integration every tenant of the matrix has a connection to.
@@ -262,7 +324,9 @@ async fn published_routes(suite: &Suite) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+            if ["get", "post", "put", "patch", "delete", "head", "options"]
+                .contains(&method.as_str())
+            {
                 routes.insert((method.to_uppercase(), path.clone()));
             }
         }
@@ -291,6 +355,23 @@ async fn populate(suite: &Suite) -> (String, String) {
             )
             .await;
         assert_eq!(status, 200, "{t}'s connection: {answer}");
+        for owner in &MEMBER_SCOPES[1..] {
+            let path = concrete(owner, t, "");
+            let (status, answer) = suite
+                .post(
+                    &format!("{path}/integrations/{INTEGRATION}/credentials"),
+                    json!({"credentials": {"api_key": {"key": format!("{t}-member-key")}}}),
+                )
+                .await;
+            assert_eq!(status, 200, "{path}'s connection: {answer}");
+        }
+        let (status, answer) = suite
+            .post(
+                &format!("/tenants/{t}/providers"),
+                json!({"integration": PROVIDER, "definition": provider_definition("CRM")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{t}'s custom provider: {answer}");
         for scope in secret_scopes(t) {
             let body = json!({"fields": {"token": format!("{t}-token")}, "expected_version": 0});
             let (status, answer) = suite
@@ -322,7 +403,68 @@ fn concrete(template: &str, tenant: &str, key_id: &str) -> String {
         .replace("{user_id}", "m1")
         .replace("{key_id}", key_id)
         .replace("{name}", SECRET)
+        .replace(
+            "/providers/{integration}",
+            &format!("/providers/{PROVIDER}"),
+        )
         .replace("{integration}", INTEGRATION)
+        .replace("{path}", "v1/models")
+}
+
+/// A proxied call as `client` with `headers`: the status and the problem
+/// (`Null` for HEAD, which has no body).
+async fn proxied(
+    suite: &Suite,
+    client: &reqwest::Client,
+    method: &Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = client.request(method.clone(), suite.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The proxy's row: no credentials → 401; alpha naming beta's connection,
+/// by owner or by name → 404 as if absent; alpha's reader writing → 403.
+async fn check_proxied(
+    suite: &Suite,
+    row: &Row,
+    alpha_admin: &reqwest::Client,
+    alpha_reader: &reqwest::Client,
+) {
+    let label = format!("{} {}", row.method, row.path);
+    let path = concrete(&row.path, "alpha", "");
+    let head = row.method == Method::HEAD;
+    let (status, body) = proxied(suite, &suite.anonymous, &row.method, &path, &[]).await;
+    if head {
+        assert_eq!(status, 401, "{label}");
+    } else {
+        assert_problem(status, &body, 401, "UNAUTHENTICATED");
+    }
+    let beta_connection = format!("tenants/beta/integrations/{INTEGRATION}");
+    for header in [
+        ("locksmith-owner", "tenants/beta"),
+        ("locksmith-connection", beta_connection.as_str()),
+    ] {
+        let (status, body) = proxied(suite, alpha_admin, &row.method, &path, &[header]).await;
+        if head {
+            assert_eq!(status, 404, "{label} {header:?}");
+        } else {
+            let detail = assert_problem(status, &body, 404, "NOT_FOUND");
+            assert_eq!(detail, "connection not found", "{label}");
+        }
+    }
+    if row.needs == Needs::ProxyWrite {
+        let (status, body) = proxied(suite, alpha_reader, &row.method, &path, &[]).await;
+        let detail = assert_problem(status, &body, 403, "PERMISSION_DENIED");
+        assert_eq!(detail, "this call needs the write role", "{label}");
+    }
 }
 
 /// Everything of beta an operator can read, to compare before and after.
@@ -340,6 +482,14 @@ async fn snapshot(suite: &Suite) -> Vec<Value> {
         "/admin/api-keys",
         "/tenants/beta/integrations",
         "/tenants/beta/integrations/openai/credentials",
+        "/tenants/beta/orgs/sales/integrations",
+        "/tenants/beta/orgs/sales/integrations/openai/credentials",
+        "/tenants/beta/orgs/sales/bots/m1/integrations",
+        "/tenants/beta/orgs/sales/bots/m1/integrations/openai/credentials",
+        "/tenants/beta/orgs/sales/users/m1/integrations",
+        "/tenants/beta/orgs/sales/users/m1/integrations/openai/credentials",
+        "/tenants/beta/providers",
+        "/tenants/beta/providers/crm",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -409,6 +559,10 @@ async fn every_route_confines_tenants_and_roles() {
             }
             continue;
         }
+        if matches!(row.needs, Needs::ProxyRead | Needs::ProxyWrite) {
+            check_proxied(&suite, &row, &alpha_admin, &alpha_reader).await;
+            continue;
+        }
         if row.needs == Needs::Anonymous {
             let (status, _) = suite
                 .call_with(&suite.anonymous, row.method.clone(), &on_beta, None)
@@ -472,7 +626,9 @@ async fn every_route_confines_tenants_and_roles() {
                     "{label}"
                 );
             }
-            Needs::Anonymous | Needs::State => unreachable!(),
+            Needs::Anonymous | Needs::State | Needs::ProxyRead | Needs::ProxyWrite => {
+                unreachable!()
+            }
         }
     }
 

@@ -2,7 +2,10 @@
 //! tenant key, the real OAuth server driven headlessly (`oauth_server.rs`),
 //! the provider's redirect URL fetched from the edge exactly as sent, and
 //! the connection listed as metadata, no token value in any answer. Also the
-//! callback's refusals: another tenant's state, an unknown one, a replay.
+//! callback's refusals: another tenant's state, an unknown one, a replay;
+//! a flow the user denies (or whose code the provider refuses) going back to
+//! its return URL with `error=<code>`; tenants' custom providers and
+//! connections of orgs, bots and users (`oauth_http/scopes.rs`).
 //!
 //! The catalog admits https endpoints only, so the plain-HTTP OAuth server
 //! is reached through a TLS front whose CA the broker's egress guard trusts;
@@ -20,6 +23,8 @@ use tempfile::TempDir;
 use crate::broker_flows::tls_front;
 use crate::harness::{BrokerSetup, Suite, assert_problem, create_tenant, load_tls};
 use crate::oauth_server::{ClientSpec, Decision, oauth_server};
+
+mod scopes;
 
 /// The suite with a broker whose catalog has one `oidc` entry (the real
 /// OAuth server behind a TLS front), the system OAuth app registered for
@@ -44,6 +49,8 @@ revocation_url = "https://localhost:{port}/token/revocation"
 client_auth = "basic"
 pkce = true
 default_scopes = ["read", "write"]
+[providers.oidc.api]
+base_url = "https://localhost:{port}"
 "#
     );
     let suite = Suite::start_with_broker(BrokerSetup {
@@ -78,7 +85,7 @@ default_scopes = ["read", "write"]
 
 /// The browser's part: the provider's pages, on the server's own address.
 /// Answers the redirect URL the provider sent the browser to.
-async fn approve(authorization_url: &str, front_port: u16) -> String {
+pub(crate) async fn approve(authorization_url: &str, front_port: u16) -> String {
     let server = oauth_server();
     let url = authorization_url.replace(&format!("https://localhost:{front_port}"), &server.issuer);
     let decision = Decision::Approve {
@@ -88,7 +95,7 @@ async fn approve(authorization_url: &str, front_port: u16) -> String {
 }
 
 /// A client that does not follow redirects, sending `key` if any.
-fn browser(key: Option<&str>) -> reqwest::Client {
+pub(crate) fn browser(key: Option<&str>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if let Some(key) = key {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -102,7 +109,7 @@ fn browser(key: Option<&str>) -> reqwest::Client {
 }
 
 /// GET `url` (absolute) through `client`: status, Location, body text.
-async fn fetch(client: &reqwest::Client, url: &str) -> (u16, Option<String>, String) {
+pub(crate) async fn fetch(client: &reqwest::Client, url: &str) -> (u16, Option<String>, String) {
     let resp = client.get(url).send().await.unwrap();
     let status = resp.status().as_u16();
     let location = resp
@@ -120,7 +127,10 @@ async fn access_token(suite: &Suite, name: &str) -> String {
         .unwrap()
         .connect_lazy();
     OAuthBrokerServiceClient::new(channel)
-        .get_access_token(pb::GetAccessTokenRequest { name: name.into() })
+        .get_access_token(pb::GetAccessTokenRequest {
+            name: name.into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -314,4 +324,113 @@ async fn a_state_issued_for_beta_cannot_be_completed_through_alpha() {
         "state is required"
     );
     assert_eq!(body["errors"][0]["field"], "state");
+}
+
+/// Starts a flow for acme (with `return_url` when not empty) and has the
+/// user `decision` it at the provider: the redirect URL the provider sent.
+async fn decided(suite: &Suite, port: u16, return_url: &str, decision: Decision) -> String {
+    let mut body = json!({"tenant_id": "acme"});
+    if !return_url.is_empty() {
+        body["return_url"] = json!(return_url);
+    }
+    let (status, started) = suite.post("/oauth/authorize/oidc", body).await;
+    assert_eq!(status, 200, "{started}");
+    let url = started["authorization_url"]
+        .as_str()
+        .unwrap()
+        .replace(&format!("https://localhost:{port}"), &oauth_server().issuer);
+    oauth_server()
+        .authorize_as(&url, &decision)
+        .await
+        .unwrap()
+        .location
+}
+
+#[tokio::test]
+async fn a_refused_flow_with_a_return_url_goes_back_with_the_error_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (suite, port) = oidc_suite(&dir).await;
+    let return_url = "https://app.acme.example/done/x?tab=1";
+
+    // The user presses Cancel: the provider redirects with
+    // `error=access_denied` (and its own description, never repeated).
+    let redirect = decided(&suite, port, return_url, Decision::Deny).await;
+    assert!(redirect.contains("error=access_denied"), "{redirect}");
+    assert!(redirect.contains("error_description="), "{redirect}");
+    let (status, location, body) = fetch(&browser(None), &redirect).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(
+        location.as_deref(),
+        Some("https://app.acme.example/done/x?tab=1&error=access_denied")
+    );
+    // The state is used up: a replay is a problem, never a redirect.
+    let (status, location, body) = fetch(&browser(None), &redirect).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        assert_problem(status, &body, 400, "INVALID_ARGUMENT"),
+        "state: was already used; start the authorization again"
+    );
+    assert_eq!(location, None);
+
+    // The provider refusing the code (one it never issued) ends the same
+    // way, with `exchange_failed`.
+    let redirect = decided(
+        &suite,
+        port,
+        return_url,
+        Decision::Approve {
+            login: "alice".into(),
+        },
+    )
+    .await;
+    let mut url = reqwest::Url::parse(&redirect).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" { "forged-code".into() } else { v };
+            (k.into_owned(), v.into_owned())
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let (status, location, body) = fetch(&browser(None), url.as_str()).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(
+        location.as_deref(),
+        Some("https://app.acme.example/done/x?tab=1&error=exchange_failed")
+    );
+
+    // Without a return URL the refusal is answered as before: a problem.
+    let redirect = decided(&suite, port, "", Decision::Deny).await;
+    let (status, location, body) = fetch(&browser(None), &redirect).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        assert_problem(status, &body, 422, "FAILED_PRECONDITION"),
+        "oidc refused the request: `access_denied` (HTTP 302)"
+    );
+    assert_eq!(location, None);
+
+    // A state nobody issued is never redirected, error or not.
+    let forged = suite.url(&format!(
+        "/oauth/callback/oidc?state={}&error=access_denied",
+        "A".repeat(43)
+    ));
+    let (status, location, body) = fetch(&browser(None), &forged).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        assert_problem(status, &body, 400, "INVALID_ARGUMENT"),
+        "state is unknown"
+    );
+    assert_eq!(location, None);
+
+    // Nothing was stored by any of them.
+    let (status, listed) = suite.get("/tenants/acme/integrations").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["connections"], json!([]));
+    let (status, body) = suite
+        .get("/tenants/acme/integrations/oidc/credentials")
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, 404, "NOT_FOUND"),
+        "connection not found"
+    );
 }

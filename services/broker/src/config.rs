@@ -58,6 +58,9 @@ pub struct BrokerConfig {
 pub struct Services {
     /// The credential store: connection records and OAuth apps.
     pub credstore: Endpoint,
+    /// The tenant registry: a connection's owner must exist; the tenants
+    /// the health counts page over.
+    pub registry: Endpoint,
 }
 
 /// One service's address.

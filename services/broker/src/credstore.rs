@@ -15,6 +15,9 @@
 //!     expected_version: u64 /* 0 = any */) -> Result<(), BrokerError /* NotFound, VersionConflict */>
 //! list(&self, principal: Option<&Principal>, owner: &Scope, page_size: i32, page_token: &str)
 //!     -> Result<ConnectionPage { connections: Vec<ConnectionRef>, next_page_token: String }, BrokerError>
+//! list_tenant(&self, principal: Option<&Principal>, tenant: &TenantId, page_size: i32, page_token: &str)
+//!     -> Result<TenantRecords { records: Vec<(ConnectionRef, Result<ConnectionState, RecordError>)>,
+//!                               next_page_token: String }, BrokerError>
 //! oauth_app(&self, owner: &Scope, integration: &IntegrationId) -> Result<OAuthApp, BrokerError>
 //! OAuthApp { client_id: String, client_secret: SecretString, scope: String /* answering scope */ }
 //! ```
@@ -29,7 +32,7 @@
 //! `system` scope (the shared app) is not visible to tenant principals.
 
 use locksmith_auth::Principal;
-use locksmith_domain::{ConnectionRef, IntegrationId, Scope};
+use locksmith_domain::{ConnectionRef, IntegrationId, Scope, TenantId};
 use locksmith_proto::credstore::v1::{
     self as pb, credential_store_service_client::CredentialStoreServiceClient,
 };
@@ -38,7 +41,7 @@ use secrecy::SecretString;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::BrokerError;
-use crate::record::ConnectionState;
+use crate::record::{ConnectionState, RecordError};
 
 /// The credential store as the broker uses it. Cheap to clone (one channel).
 #[derive(Clone, Debug)]
@@ -70,6 +73,16 @@ impl std::fmt::Debug for OAuthApp {
 pub struct ConnectionPage {
     /// Sorted by integration.
     pub connections: Vec<ConnectionRef>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// One page of a tenant's connection records, at every owner under it.
+#[derive(Debug)]
+pub struct TenantRecords {
+    /// Each record decoded, or why it could not be (one bad record does not
+    /// hide the others).
+    pub records: Vec<(ConnectionRef, Result<ConnectionState, RecordError>)>,
     /// Empty on the last page.
     pub next_page_token: String,
 }
@@ -212,6 +225,44 @@ impl CredstoreClient {
             .collect::<Result<_, _>>()?;
         Ok(ConnectionPage {
             connections,
+            next_page_token: answer.next_page_token,
+        })
+    }
+
+    /// One page of `tenant`'s connection records at every owner under it
+    /// (the tenant, its orgs, bots and users), decoded: the health counts'
+    /// read. Operators (and the broker itself) only.
+    pub async fn list_tenant(
+        &self,
+        principal: Option<&Principal>,
+        tenant: &TenantId,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<TenantRecords, BrokerError> {
+        let message = pb::ListTenantConnectionsRequest {
+            parent: Scope::Tenant(tenant.clone()).storage_path(),
+            page_size,
+            page_token: page_token.to_owned(),
+        };
+        let answer = self
+            .inner
+            .clone()
+            .list_tenant_connections(request(message, principal))
+            .await
+            .map_err(|s| BrokerError::from_credstore(&s))?
+            .into_inner();
+        let records = answer
+            .connections
+            .into_iter()
+            .map(|c| {
+                let at = ConnectionRef::parse(&c.name).map_err(|_| {
+                    BrokerError::Internal("ListTenantConnections answered a malformed name".into())
+                })?;
+                Ok((at, ConnectionState::from_fields(c.fields)))
+            })
+            .collect::<Result<_, BrokerError>>()?;
+        Ok(TenantRecords {
+            records,
             next_page_token: answer.next_page_token,
         })
     }

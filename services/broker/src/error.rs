@@ -7,6 +7,8 @@
 //! ```text
 //! enum BrokerError {
 //!     NotFound(&'static str),                          → NOT_FOUND        "connection not found"
+//!     OwnerNotFound(String)                            → NOT_FOUND        the registry's words
+//!     TenantSuspended { tenant: String }               → FAILED_PRECONDITION "tenant 'x' is suspended…"
 //!     InvalidArgument { field: String, reason: String } → INVALID_ARGUMENT (one violation)
 //!     InvalidFields(Vec<FieldError>)                    → INVALID_ARGUMENT (every violation)
 //!     AlreadyExists { what: &'static str, id: String } → ALREADY_EXISTS "integration `x` already exists…"
@@ -50,6 +52,19 @@ pub enum BrokerError {
     /// told from an absent one.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The owner a connection would belong to is not in the registry (a
+    /// tenant, org, bot or user that does not exist): the registry's own
+    /// answer, which names it (`bot 'ghost' of org 'sales' in tenant 'acme'
+    /// does not exist`).
+    #[error("{0}")]
+    OwnerNotFound(String),
+    /// A tenant-scope owner whose tenant is suspended: it takes no new
+    /// connections until an operator makes it active again.
+    #[error("tenant '{tenant}' is suspended: it takes no new connections")]
+    TenantSuspended {
+        /// The tenant's id.
+        tenant: String,
+    },
     /// A bad argument, by wire path (`inputs.tenant`, `scopes`).
     #[error("{field}: {reason}")]
     InvalidArgument {
@@ -134,14 +149,15 @@ impl BrokerError {
     /// The suite's error code this answers as.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::NotFound(_) | Self::OwnerNotFound(_) => ErrorCode::NotFound,
             Self::InvalidArgument { .. } | Self::InvalidFields(_) => ErrorCode::InvalidArgument,
             Self::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Self::VersionConflict => ErrorCode::VersionConflict,
-            Self::NeedsReauth { .. } | Self::Provider { .. } | Self::Refused { .. } => {
-                ErrorCode::FailedPrecondition
-            }
+            Self::NeedsReauth { .. }
+            | Self::Provider { .. }
+            | Self::Refused { .. }
+            | Self::TenantSuspended { .. } => ErrorCode::FailedPrecondition,
             Self::Unavailable { .. } => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -192,6 +208,7 @@ impl BrokerError {
             | ErrorCode::UnsupportedMediaType
             | ErrorCode::MethodNotAllowed
             | ErrorCode::Unauthenticated
+            | ErrorCode::BadGateway
             | ErrorCode::Internal => Self::Internal(format!("credential store answered {api}")),
         }
     }
@@ -235,6 +252,7 @@ impl From<BrokerError> for ApiError {
         let code = e.code();
         match e {
             BrokerError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            BrokerError::OwnerNotFound(detail) => ApiError::not_found(detail),
             BrokerError::InvalidArgument { field, reason } => {
                 ApiError::invalid_field(field, reason)
             }
@@ -259,7 +277,8 @@ impl From<BrokerError> for ApiError {
             | BrokerError::VersionConflict
             | BrokerError::NeedsReauth { .. }
             | BrokerError::Provider { .. }
-            | BrokerError::Refused { .. }) => ApiError::new(code, e.to_string()),
+            | BrokerError::Refused { .. }
+            | BrokerError::TenantSuspended { .. }) => ApiError::new(code, e.to_string()),
         }
     }
 }
@@ -277,6 +296,18 @@ mod tests {
     fn all() -> Vec<(BrokerError, ErrorCode)> {
         vec![
             (BrokerError::NotFound("connection"), ErrorCode::NotFound),
+            (
+                BrokerError::OwnerNotFound(
+                    "bot 'ghost' of org 'sales' in tenant 'acme' does not exist".into(),
+                ),
+                ErrorCode::NotFound,
+            ),
+            (
+                BrokerError::TenantSuspended {
+                    tenant: "acme".into(),
+                },
+                ErrorCode::FailedPrecondition,
+            ),
             (
                 BrokerError::InvalidArgument {
                     field: "inputs.tenant".into(),

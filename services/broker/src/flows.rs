@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::{
-    catalog::{AuthMode, AuthorizationRequest, Catalog, InputError, Provider},
+    catalog::{AuthMode, AuthorizationRequest, Catalog, CredentialPlacement, InputError, Provider},
     config::{PublicUrl, ReturnUrlPolicy},
     credstore::CredstoreClient,
     custom::CustomProviders,
@@ -43,12 +43,19 @@ const MAX_CREDENTIAL_LEN: usize = 8192;
 const WRITE_ATTEMPTS: usize = 3;
 
 mod custom;
+mod health;
+mod owners;
 mod types;
 
 pub use custom::{MAX_DEFINITION_BYTES, SuiteEndpoints};
+pub use health::{
+    DEFAULT_TENANTS_PAGE, EXPIRING_SOON, Health, HealthCounts, MAX_TENANTS_PAGE, TenantHealth,
+    TenantHealthPage, health_of,
+};
 use types::expected_credentials;
 pub use types::{
-    CompleteRequest, Completed, ConnectionList, ConnectionView, Credentials, StartRequest, Started,
+    CompleteRequest, Completed, ConnectionList, ConnectionView, Credentials, FlowError,
+    StartRequest, Started,
 };
 
 /// The broker: everything a call needs.
@@ -65,6 +72,8 @@ pub struct Broker<S> {
     refresher: Refresher,
     public_url: PublicUrl,
     return_urls: ReturnUrlPolicy,
+    /// The registry: owners must exist; the health counts' tenants.
+    registry: Option<crate::registry::RegistryClient>,
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> BrokerError {
@@ -217,6 +226,7 @@ impl<S: DocumentStore> Broker<S> {
             refresher,
             public_url,
             return_urls,
+            registry: None,
         }
     }
 
@@ -263,6 +273,7 @@ impl<S: DocumentStore> Broker<S> {
             });
         }
         authorize(principal, &owner, Access::Write, "owner")?;
+        self.require_owner(principal, &owner).await?;
         let integration = IntegrationId::parse(&request.integration)
             .map_err(|e| invalid("integration", e.to_string()))?;
         let provider = self.provider(Some(&tenant), &integration).await?;
@@ -355,6 +366,9 @@ impl<S: DocumentStore> Broker<S> {
 
     /// Completes a flow from the provider's redirect. The state is consumed
     /// whatever the outcome; nothing is stored unless tokens were obtained.
+    /// A provider error or a refused code exchange is
+    /// [`Completed::Refused`] when the flow has a return URL (the browser
+    /// goes back there), else an error; an invalid state is always an error.
     pub async fn complete_authorization(
         &self,
         principal: &Principal,
@@ -377,11 +391,17 @@ impl<S: DocumentStore> Broker<S> {
         if !request.error.is_empty() {
             // The user (or the provider) declined: a clear answer, nothing
             // stored; the description is provider text and stays out.
-            return Err(BrokerError::Provider {
-                integration: at.integration.to_string(),
-                status: 302,
-                code: provider_error_code(&request.error),
-            });
+            let code = provider_error_code(&request.error);
+            tracing::info!(connection = %at, code = %code, "the provider ended the flow with an error");
+            return Completed::refused(
+                pending.return_url,
+                FlowError::of_provider(&code),
+                BrokerError::Provider {
+                    integration: at.integration.to_string(),
+                    status: 302,
+                    code,
+                },
+            );
         }
         if request.code.expose_secret().is_empty() {
             return Err(invalid(
@@ -405,7 +425,17 @@ impl<S: DocumentStore> Broker<S> {
             &pending.redirect_uri,
             pending.pkce_verifier.as_ref(),
         )
-        .await?;
+        .await
+        .map_err(BrokerError::from);
+        let tokens = match tokens {
+            Ok(tokens) => tokens,
+            // The provider (or the egress policy) refused the exchange.
+            Err(e @ (BrokerError::Provider { .. } | BrokerError::Refused { .. })) => {
+                tracing::info!(connection = %at, error = %e, "the code exchange was refused");
+                return Completed::refused(pending.return_url, FlowError::ExchangeFailed, e);
+            }
+            Err(e) => return Err(e),
+        };
         let requested = if pending.scopes.is_empty() {
             provider
                 .oauth2()
@@ -434,7 +464,7 @@ impl<S: DocumentStore> Broker<S> {
             )
             .await?;
         tracing::info!(connection = %at, "authorization completed");
-        Ok(Completed {
+        Ok(Completed::Connected {
             connection: ConnectionView::of(&at, &state),
             return_url: pending.return_url,
         })
@@ -491,6 +521,7 @@ impl<S: DocumentStore> Broker<S> {
     ) -> Result<ConnectionView, BrokerError> {
         let at = parse_connection(name, "name")?;
         authorize(principal, &at.scope, Access::Write, "connection")?;
+        self.require_owner(principal, &at.scope).await?;
         let provider = self.provider(at.scope.tenant(), &at.integration).await?;
         let (mode, sent) = credentials.mode();
         if mode != provider.auth_mode() {
@@ -707,22 +738,71 @@ impl<S: DocumentStore> Broker<S> {
         Ok(ConnectionView::of(&at, &state))
     }
 
-    /// A usable credential (the token proxy's call).
+    /// A usable credential and how the integration's API takes it (the
+    /// token proxy's call). `refused_version` (0: none) names a credential
+    /// the provider just refused: it is refreshed unless already replaced.
     pub async fn access_token(
         &self,
         principal: &Principal,
         name: &str,
+        refused_version: u64,
         now: OffsetDateTime,
-    ) -> Result<AccessCredential, BrokerError> {
+    ) -> Result<ProxyAccess, BrokerError> {
         let at = parse_connection(name, "name")?;
         authorize(principal, &at.scope, Access::Read, "connection")?;
-        self.refresher.access_token(principal, &at, now).await
+        let provider = self.provider(at.scope.tenant(), &at.integration).await?;
+        let credential = if refused_version == 0 {
+            self.refresher.access_token(principal, &at, now).await?
+        } else {
+            self.refresher
+                .access_token_after_refusal(principal, &at, refused_version, now)
+                .await?
+        };
+        let api = match provider.api() {
+            None => None,
+            Some(api) => {
+                let inputs = provider
+                    .resolve_inputs(&credential.inputs)
+                    .map_err(input_error)?;
+                let base_url = provider.api_base_url(&inputs).map_err(|e| {
+                    BrokerError::Internal(format!("the API base URL of {at} cannot be built: {e}"))
+                })?;
+                Some(ApiTarget {
+                    base_url,
+                    headers: api.headers().clone(),
+                    placement: api.credential().clone(),
+                })
+            }
+        };
+        Ok(ProxyAccess { credential, api })
     }
 
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
+}
+
+/// What the token proxy needs for one connection: the credential and,
+/// when the integration declares an API, where and how to send it.
+#[derive(Debug)]
+pub struct ProxyAccess {
+    /// The credential (its Debug shows no value).
+    pub credential: AccessCredential,
+    /// The integration's API; `None` when the catalog declares none (the
+    /// proxy refuses to call it).
+    pub api: Option<ApiTarget>,
+}
+
+/// How an integration's API is called for one connection.
+#[derive(Debug)]
+pub struct ApiTarget {
+    /// The API's base URL, the connection's inputs substituted.
+    pub base_url: reqwest::Url,
+    /// Headers the API expects on every call.
+    pub headers: http::HeaderMap,
+    /// Where the credential goes.
+    pub placement: CredentialPlacement,
 }
 
 /// Who a principal is, for the audit trail of a flow's writes.

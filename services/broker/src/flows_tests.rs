@@ -150,3 +150,38 @@ fn the_callback_writes_as_the_states_tenant_only() {
             .is_err()
     );
 }
+
+#[test]
+fn a_refused_flow_goes_back_to_its_return_url_only_when_it_has_one() {
+    let refusal = || BrokerError::Provider {
+        integration: "oidc".into(),
+        status: 302,
+        code: "access_denied".into(),
+    };
+    match Completed::refused(
+        Some("https://app.acme.example/done".into()),
+        FlowError::of_provider("access_denied"),
+        refusal(),
+    ) {
+        Ok(Completed::Refused { error, return_url }) => {
+            assert_eq!(error, FlowError::AccessDenied);
+            assert_eq!(return_url, "https://app.acme.example/done");
+        }
+        other => panic!("{other:?}"),
+    }
+    match Completed::refused(None, FlowError::AccessDenied, refusal()) {
+        Err(BrokerError::Provider { code, .. }) => assert_eq!(code, "access_denied"),
+        other => panic!("{other:?}"),
+    }
+    // The browser hears one of three fixed codes, whatever the provider said.
+    assert_eq!(
+        FlowError::of_provider(&provider_error_code("server_error")).as_str(),
+        "provider_error"
+    );
+    assert_eq!(
+        FlowError::of_provider(&provider_error_code("<script>")).as_str(),
+        "provider_error"
+    );
+    assert_eq!(FlowError::AccessDenied.as_str(), "access_denied");
+    assert_eq!(FlowError::ExchangeFailed.as_str(), "exchange_failed");
+}

@@ -18,10 +18,10 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    catalog::AuthMode,
+    catalog::{AuthMode, CredentialPlacement},
     custom::CustomProviderView,
     error::BrokerError,
-    flows::{Broker, CompleteRequest, ConnectionView, Credentials, StartRequest},
+    flows::{ApiTarget, Broker, CompleteRequest, ConnectionView, Credentials, StartRequest},
     record::Status as ConnectionStatus,
 };
 
@@ -162,6 +162,7 @@ impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
         &self,
         request: Request<pb::CompleteAuthorizationRequest>,
     ) -> Rpc<pb::CompleteAuthorizationResponse> {
+        use crate::flows::{Completed, FlowError};
         let principal = Principal::of(&request)?.clone();
         let r = request.into_inner();
         // `error_description` is provider-controlled text: neither stored,
@@ -181,9 +182,27 @@ impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
             )
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::CompleteAuthorizationResponse {
-            connection: Some(connection(completed.connection)),
-            return_url: completed.return_url.unwrap_or_default(),
+        Ok(Response::new(match completed {
+            Completed::Connected {
+                connection: view,
+                return_url,
+            } => pb::CompleteAuthorizationResponse {
+                connection: Some(connection(view)),
+                return_url: return_url.unwrap_or_default(),
+                error: None,
+            },
+            Completed::Refused { error, return_url } => {
+                let code = match error {
+                    FlowError::AccessDenied => pb::FlowErrorCode::AccessDenied,
+                    FlowError::ProviderError => pb::FlowErrorCode::ProviderError,
+                    FlowError::ExchangeFailed => pb::FlowErrorCode::ExchangeFailed,
+                };
+                pb::CompleteAuthorizationResponse {
+                    connection: None,
+                    return_url,
+                    error: Some(pb::FlowError { code: code.into() }),
+                }
+            }
         }))
     }
 
@@ -272,11 +291,13 @@ impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
         request: Request<pb::GetAccessTokenRequest>,
     ) -> Rpc<pb::GetAccessTokenResponse> {
         let principal = Principal::of(&request)?.clone();
-        let got = self
+        let r = request.get_ref();
+        let access = self
             .broker
-            .access_token(&principal, &request.get_ref().name, self.now())
+            .access_token(&principal, &r.name, r.refused_version, self.now())
             .await
             .map_err(status)?;
+        let got = &access.credential;
         // Basic connections are injected as `user:password` (the proto's
         // contract); the proxy base64-encodes it.
         let credential = match &got.username {
@@ -287,6 +308,7 @@ impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
             credential,
             expire_time: got.expires_at.map(timestamp),
             version: got.version,
+            api: access.api.as_ref().map(api_endpoint),
         }))
     }
 
@@ -371,6 +393,62 @@ impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteCustomProviderResponse {}))
+    }
+
+    async fn list_tenant_health(
+        &self,
+        request: Request<pb::ListTenantHealthRequest>,
+    ) -> Rpc<pb::ListTenantHealthResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let r = request.get_ref();
+        let page = self
+            .broker
+            .tenant_health(&principal, r.page_size, &r.page_token, self.now())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListTenantHealthResponse {
+            tenants: page
+                .tenants
+                .into_iter()
+                .map(|t| pb::TenantHealth {
+                    tenant: format!("tenants/{}", t.tenant),
+                    active: t.counts.active,
+                    expiring_soon: t.counts.expiring_soon,
+                    needs_reauth: t.counts.needs_reauth,
+                    refresh_failing: t.counts.refresh_failing,
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}
+
+/// How the proxy calls the integration's API, on the wire.
+fn api_endpoint(api: &ApiTarget) -> pb::ApiEndpoint {
+    use pb::CredentialLocation as L;
+    let (location, name, prefix) = match &api.placement {
+        CredentialPlacement::Bearer => (L::Bearer, String::new(), String::new()),
+        CredentialPlacement::Header { name, prefix } => {
+            (L::Header, name.as_str().to_owned(), prefix.clone())
+        }
+        CredentialPlacement::Query { name } => (L::Query, name.clone(), String::new()),
+        CredentialPlacement::Basic => (L::Basic, String::new(), String::new()),
+    };
+    pb::ApiEndpoint {
+        base_url: api.base_url.to_string(),
+        headers: api
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some(pb::ApiHeader {
+                    name: name.as_str().to_owned(),
+                    value: value.to_str().ok()?.to_owned(),
+                })
+            })
+            .collect(),
+        credential_location: location.into(),
+        credential_name: name,
+        credential_prefix: prefix,
     }
 }
 

@@ -10,6 +10,8 @@
 //!   calls and admission checks are in the flows.
 //! - [`credstore`]: the credential store client (connection records, OAuth
 //!   apps resolved by scope).
+//! - [`registry`]: the tenant registry client (owners must exist; tenants
+//!   for the per-tenant health counts).
 //! - [`token`]: token, refresh, client-credentials and revocation requests
 //!   built from a catalog entry, sent through the egress guard.
 //! - [`refresh`]: the refresh protocol (single flight, a check-and-set lease
@@ -24,6 +26,7 @@ pub mod flows;
 pub mod grpc;
 pub mod record;
 pub mod refresh;
+pub mod registry;
 pub mod server;
 pub mod state;
 pub mod token;

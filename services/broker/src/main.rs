@@ -10,6 +10,7 @@ use locksmith_broker::{
     credstore::CredstoreClient,
     flows::{Broker, SuiteEndpoints},
     refresh::{RefreshConfig, Refresher},
+    registry::RegistryClient,
     server,
     state::PendingStore,
 };
@@ -22,6 +23,8 @@ use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, StorageChoice,
 fn suite_endpoints(config: &BrokerConfig) -> anyhow::Result<SuiteEndpoints> {
     let mut suite = SuiteEndpoints::new()
         .with("the credential store", &config.services.credstore.url)
+        .map_err(anyhow::Error::msg)?
+        .with("the registry", &config.services.registry.url)
         .map_err(anyhow::Error::msg)?;
     if let StorageChoice::OpenBao(bao) = config.storage.choice()? {
         suite = suite
@@ -92,6 +95,12 @@ async fn run<S: DocumentStore>(store: S, config: &BrokerConfig) -> anyhow::Resul
         &tls,
     )
     .context("configuring the credential store client")?;
+    let registry = RegistryClient::connect_lazy(
+        &config.services.registry.url,
+        &config.services.registry.server_name,
+        &tls,
+    )
+    .context("configuring the registry client")?;
     let refresher = Refresher::new(
         credstore.clone(),
         egress.clone(),
@@ -113,7 +122,8 @@ async fn run<S: DocumentStore>(store: S, config: &BrokerConfig) -> anyhow::Resul
             public_url,
             return_urls,
         )
-        .protect(suite_endpoints(config)?),
+        .protect(suite_endpoints(config)?)
+        .with_registry(registry),
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -16,7 +16,10 @@
 //! Refresher::holder(&self) -> &str
 //! Refresher::access_token(&self, principal: &Principal, at: &ConnectionRef, now: OffsetDateTime)
 //!     -> Result<AccessCredential { credential: SecretString, username: Option<String>,
-//!                                  expires_at: Option<OffsetDateTime>, version: u64 }, BrokerError>
+//!                                  expires_at: Option<OffsetDateTime>, version: u64,
+//!                                  inputs: BTreeMap<String, String> }, BrokerError>
+//! Refresher::access_token_after_refusal(&self, principal: &Principal, at: &ConnectionRef,
+//!     refused_version: u64, now: OffsetDateTime) -> Result<AccessCredential, BrokerError>
 //! Refresher::refresh_now(&self, principal: &Principal, at: &ConnectionRef, now: OffsetDateTime)
 //!     -> Result<ConnectionState, BrokerError>
 //! ```
@@ -58,7 +61,7 @@
 //! are the broker's maintenance, made as the broker itself. Callers check the
 //! role a call needs (`refresh_now` is a write) before calling.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -157,6 +160,8 @@ pub struct AccessCredential {
     pub expires_at: Option<OffsetDateTime>,
     /// The record version it was read from.
     pub version: u64,
+    /// The connection's per-connection inputs (the API base URL needs them).
+    pub inputs: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for AccessCredential {
@@ -291,6 +296,7 @@ impl Refresher {
                     username: None,
                     expires_at: None,
                     version,
+                    inputs: state.inputs,
                 });
             }
             AuthMode::Basic => {
@@ -299,6 +305,7 @@ impl Refresher {
                     username: Some(state.username.ok_or_else(|| missing("username"))?),
                     expires_at: None,
                     version,
+                    inputs: state.inputs,
                 });
             }
             AuthMode::OAuth2AuthorizationCode | AuthMode::OAuth2ClientCredentials => {}
@@ -323,6 +330,39 @@ impl Refresher {
 
     /// Refreshes `at` now (an explicit request), unless another caller
     /// refreshed it since this one read it; answers the record after it.
+    /// After the provider refused the credential read at `refused_version`
+    /// (an HTTP 401 at the token proxy): a refreshed one, through the same
+    /// flight and lease as every other refresh, unless the connection has
+    /// moved past that version already (someone refreshed meanwhile); then
+    /// the current one. API keys and basic credentials cannot be refreshed:
+    /// their current value is answered.
+    pub async fn access_token_after_refusal(
+        &self,
+        principal: &Principal,
+        at: &ConnectionRef,
+        refused_version: u64,
+        now: OffsetDateTime,
+    ) -> Result<AccessCredential, BrokerError> {
+        let (state, version) = self
+            .inner
+            .credstore
+            .get(Some(principal), at)
+            .await?
+            .ok_or(BrokerError::NotFound("connection"))?;
+        if version > refused_version || !state.auth_mode.is_oauth2() {
+            return self.access_token(principal, at, now).await;
+        }
+        if state.status == Status::NeedsReauth {
+            return Err(needs_reauth(at));
+        }
+        let landed = self.fly(at, now, Demand::Forced, &state).await?;
+        match landed.failure {
+            None => credential(landed.state, landed.version),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Refreshes now, even a fresh token (unless someone refreshed since).
     pub async fn refresh_now(
         &self,
         principal: &Principal,
@@ -440,6 +480,7 @@ fn credential(state: ConnectionState, version: u64) -> Result<AccessCredential, 
         username: None,
         expires_at: state.expires_at,
         version,
+        inputs: state.inputs,
     })
 }
 

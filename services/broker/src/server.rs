@@ -31,6 +31,7 @@ const EDGE_RPCS: &[&str] = &[
     "ListCustomProviders",
     "UpdateCustomProvider",
     "DeleteCustomProvider",
+    "ListTenantHealth",
 ];
 /// What the token proxy calls: the credential to inject, and the
 /// connection's metadata (how the API takes it, its status).

@@ -503,6 +503,52 @@ impl<S: DocumentStore, W: KeyWrapper + 'static> CredentialStoreService for CredS
         }))
     }
 
+    async fn list_tenant_connections(
+        &self,
+        request: Request<pb::ListTenantConnectionsRequest>,
+    ) -> Rpc<pb::ListTenantConnectionsResponse> {
+        let principal = Principal::of(&request)?.clone();
+        let request = request.into_inner();
+        let Scope::Tenant(tenant) = scope("parent", &request.parent)? else {
+            return Err(invalid("parent", "must be tenants/{t}"));
+        };
+        let size = page_size(request.page_size)?;
+        // Bound to this listing; the last record's path inside it.
+        let listing = format!("tenants/{tenant}/-/integrations");
+        let after = after_token(&listing, &request.page_token)?;
+        if let Some(a) = &after
+            && !a.starts_with(&format!("tenants/{tenant}/"))
+        {
+            return Err(invalid("page_token", "is not a token of this listing"));
+        }
+        let mut found = self
+            .store
+            .list_tenant_connections(&principal, &tenant, after.as_deref(), size + 1)
+            .await
+            .map_err(status)?;
+        let next_page_token = if found.len() > size {
+            found.truncate(size);
+            found
+                .last()
+                .map(|r| page_token(&listing, &r.connection.storage_path()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListTenantConnectionsResponse {
+            connections: found
+                .iter()
+                .map(|r| pb::Connection {
+                    name: r.connection.resource_name(),
+                    version: r.version,
+                    update_time: Some(timestamp(r.updated)),
+                    fields: fields_to_pb(&r.fields),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
     async fn delete_connection(
         &self,
         request: Request<pb::DeleteConnectionRequest>,

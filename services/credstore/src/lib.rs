@@ -148,7 +148,7 @@ pub use secret::{Secret, SecretFields};
 pub struct CredStore<S, W> {
     store: S,
     wrapper: W,
-    audit: Arc<dyn AuditSink>,
+    audit: Arc<dyn AuditSink<AuditEvent>>,
     clock: Clock,
     /// Unwrapped key rings by owner, loaded on first use so a read is one
     /// storage round trip.
@@ -162,7 +162,7 @@ pub struct CredStore<S, W> {
 impl<S: DocumentStore, W: KeyWrapper> CredStore<S, W> {
     /// A credential store over `store`, wrapping keys with `wrapper`,
     /// auditing to `audit` with times from `clock`.
-    pub fn new(store: S, wrapper: W, audit: Arc<dyn AuditSink>, clock: Clock) -> Self {
+    pub fn new(store: S, wrapper: W, audit: Arc<dyn AuditSink<AuditEvent>>, clock: Clock) -> Self {
         Self {
             store,
             wrapper,

@@ -30,8 +30,13 @@ const WRITES: &[&str] = &[
     "UndeleteSecret",
     "DestroySecretVersions",
 ];
-/// Calls that change connection records (the broker's alone).
-const CONNECTION_WRITES: &[&str] = &["PutConnection", "ListConnections", "DeleteConnection"];
+/// Calls that change connection records, and the listings (the broker's alone).
+const CONNECTION_WRITES: &[&str] = &[
+    "PutConnection",
+    "ListConnections",
+    "DeleteConnection",
+    "ListTenantConnections",
+];
 /// Calls on data keys.
 const KEY_OPS: &[&str] = &["ProvisionTenantKey", "RotateTenantKey", "ShredTenantKey"];
 /// How often storage health is probed for `grpc.health.v1`.

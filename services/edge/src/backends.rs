@@ -6,6 +6,7 @@ use std::time::Duration;
 use locksmith_proto::{
     broker::v1::o_auth_broker_service_client::OAuthBrokerServiceClient,
     credstore::v1::credential_store_service_client::CredentialStoreServiceClient,
+    proxy::v1::token_proxy_service_client::TokenProxyServiceClient,
     registry::v1::{
         api_key_service_client::ApiKeyServiceClient,
         tenant_registry_service_client::TenantRegistryServiceClient,
@@ -26,6 +27,9 @@ pub type TracedChannel = GrpcTraceService<Channel>;
 
 /// Connect timeout for a backend; calls themselves are bounded by the edge's request timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest message exchanged with the token proxy (its unary limit, 4 MiB,
+/// plus a head).
+const PROXY_MESSAGE_BYTES: usize = 4 * 1024 * 1024 + 256 * 1024;
 /// How long `/ready` waits for one health answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -40,6 +44,8 @@ pub struct Backends {
     pub credstore: CredentialStoreServiceClient<TracedChannel>,
     /// The OAuth broker.
     pub broker: OAuthBrokerServiceClient<TracedChannel>,
+    /// The token proxy.
+    pub proxy: TokenProxyServiceClient<TracedChannel>,
     health: Vec<(&'static str, HealthClient<TracedChannel>)>,
 }
 
@@ -82,15 +88,22 @@ impl Backends {
         let registry = channel("registry", &services.registry, tls)?;
         let credstore = channel("credstore", &services.credstore, tls)?;
         let broker = channel("broker", &services.broker, tls)?;
+        let proxy = channel("proxy", &services.proxy, tls)?;
         Ok(Self {
             registry: TenantRegistryServiceClient::new(registry.clone()),
             api_keys: ApiKeyServiceClient::new(registry.clone()),
             credstore: CredentialStoreServiceClient::new(credstore.clone()),
             broker: OAuthBrokerServiceClient::new(broker.clone()),
+            // Streamed calls carry chunks; a unary-sized first message is
+            // the largest one (the proxy's own limit decides the rest).
+            proxy: TokenProxyServiceClient::new(proxy.clone())
+                .max_decoding_message_size(PROXY_MESSAGE_BYTES)
+                .max_encoding_message_size(PROXY_MESSAGE_BYTES),
             health: vec![
                 ("registry", HealthClient::new(registry)),
                 ("credstore", HealthClient::new(credstore)),
                 ("broker", HealthClient::new(broker)),
+                ("proxy", HealthClient::new(proxy)),
             ],
         })
     }

@@ -41,6 +41,10 @@ pub struct Services {
     /// broker existed still load.
     #[serde(default = "default_broker")]
     pub broker: Endpoint,
+    /// The token proxy (`/proxy/{integration}/…`). Defaults to the
+    /// documented local address.
+    #[serde(default = "default_proxy")]
+    pub proxy: Endpoint,
 }
 
 /// One backend's address.
@@ -57,6 +61,13 @@ pub struct Endpoint {
 fn default_broker() -> Endpoint {
     Endpoint {
         url: "https://127.0.0.1:7103".to_owned(),
+        server_name: default_server_name(),
+    }
+}
+
+fn default_proxy() -> Endpoint {
+    Endpoint {
+        url: "https://127.0.0.1:7104".to_owned(),
         server_name: default_server_name(),
     }
 }

@@ -6,6 +6,7 @@
 
 mod de;
 mod integrations;
+mod providers;
 mod query;
 mod secrets;
 
@@ -22,6 +23,10 @@ pub use self::{
     integrations::{
         Authorization, AuthorizeBody, ConnectionList, ConnectionView, CredentialsBody, Revoked,
         StoreCredentialsBody,
+    },
+    providers::{
+        CreateProvider, ProviderDeleteQuery, ProviderList, ProviderView, UpdateProvider,
+        definition_text,
     },
     query::{DeleteQuery, MAX_VERSION, PageQuery, SecretVersionQuery},
     secrets::{PutSecret, SecretList, SecretValue, SecretView, SecretWritten},

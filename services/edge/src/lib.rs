@@ -13,7 +13,6 @@ mod head_limits;
 mod listener;
 pub mod openapi;
 mod problem;
-mod rate_limit;
 mod request_id;
 mod routes;
 

@@ -24,7 +24,10 @@ use utoipa_axum::{
 
 use crate::{
     AppState,
-    routes::{api_keys, integrations, members, ops, secrets, tenants},
+    routes::{
+        admin_health, api_keys, connections, integrations, members, ops, providers, proxy, secrets,
+        tenants,
+    },
 };
 
 /// Paths served without credentials by default (seed 000's anonymous paths).
@@ -79,8 +82,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::openapi))
+        .with_slashes(routes!(proxy::call))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::list))
+        .routes(routes!(admin_health::list))
         .routes(routes!(tenants::get, tenants::patch, tenants::delete))
         .routes(routes!(tenants::status))
         .routes(routes!(members::list_orgs, members::create_org))
@@ -147,13 +152,40 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .with_slashes(routes!(secrets::resolve_user))
         .routes(routes!(integrations::authorize))
         .routes(routes!(integrations::callback))
-        .routes(routes!(integrations::list))
+        .routes(routes!(connections::tenant::list))
         .routes(routes!(
-            integrations::store_credentials,
-            integrations::get_credentials,
-            integrations::delete_credentials
+            connections::tenant::store_credentials,
+            connections::tenant::get_credentials,
+            connections::tenant::delete_credentials
         ))
-        .routes(routes!(integrations::refresh))
+        .routes(routes!(connections::tenant::refresh))
+        .routes(routes!(connections::org::list))
+        .routes(routes!(
+            connections::org::store_credentials,
+            connections::org::get_credentials,
+            connections::org::delete_credentials
+        ))
+        .routes(routes!(connections::org::refresh))
+        .routes(routes!(connections::bot::list))
+        .routes(routes!(
+            connections::bot::store_credentials,
+            connections::bot::get_credentials,
+            connections::bot::delete_credentials
+        ))
+        .routes(routes!(connections::bot::refresh))
+        .routes(routes!(connections::user::list))
+        .routes(routes!(
+            connections::user::store_credentials,
+            connections::user::get_credentials,
+            connections::user::delete_credentials
+        ))
+        .routes(routes!(connections::user::refresh))
+        .routes(routes!(providers::create, providers::list))
+        .routes(routes!(
+            providers::get,
+            providers::update,
+            providers::delete
+        ))
 }
 
 /// Routes whose last parameter is a secret name, which may hold slashes.
@@ -226,6 +258,8 @@ fn complete(doc: &mut openapi::OpenApi) {
             ("put", item.put.as_mut()),
             ("patch", item.patch.as_mut()),
             ("delete", item.delete.as_mut()),
+            ("head", item.head.as_mut()),
+            ("options", item.options.as_mut()),
         ]
         .into_iter()
         .filter_map(|(m, op)| op.map(|op| (m, op)))

@@ -196,9 +196,21 @@ impl EgressClient {
         })
     }
 
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn connect_timeout(&self) -> std::time::Duration {
+        self.policy.connect_timeout
+    }
+
     /// The checks that need no DNS: scheme, userinfo, host, and the address
     /// when the host is an IP literal (returned).
-    fn check_syntax(&self, url: &Url, host: &str) -> Result<Option<IpAddr>, EgressError> {
+    pub(crate) fn check_syntax(
+        &self,
+        url: &Url,
+        host: &str,
+    ) -> Result<Option<IpAddr>, EgressError> {
         let refuse = |reason| Err(self.refusal(host, reason));
         let scheme = url.scheme();
         if scheme != "https" && scheme != "http" {
@@ -241,7 +253,7 @@ impl EgressClient {
 }
 
 /// The host as errors name it: never the path, query or userinfo.
-fn host_label(url: &Url) -> String {
+pub(crate) fn host_label(url: &Url) -> String {
     url.host_str().unwrap_or("(no host)").to_owned()
 }
 
@@ -368,6 +380,10 @@ impl EgressRequest {
     /// The URL.
     pub fn url(&self) -> &Url {
         self.inner.url()
+    }
+
+    pub(crate) fn into_inner(self) -> reqwest::Request {
+        self.inner
     }
 }
 

@@ -74,6 +74,7 @@ mod address;
 mod client;
 mod error;
 mod policy;
+mod stream;
 
 #[cfg(test)]
 mod tests;
@@ -82,3 +83,4 @@ pub use address::forbidden_range;
 pub use client::{EgressClient, EgressRequest, EgressResponse};
 pub use error::{EgressError, ErrorKind, Refusal};
 pub use policy::{EgressPolicy, PolicyError};
+pub use stream::{EgressStream, StreamLimits};

@@ -39,13 +39,16 @@ pub enum ErrorCode {
     Unavailable,
     /// The call ran out of time.
     Timeout,
+    /// An upstream the call was forwarded to failed: unreachable, a broken
+    /// or oversized response (the token proxy's calls to an API).
+    BadGateway,
     /// A bug or an unexpected failure.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
@@ -61,6 +64,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
+        ErrorCode::BadGateway,
         ErrorCode::Internal,
     ];
 
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::BadGateway => "BAD_GATEWAY",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -110,6 +115,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => Code::ResourceExhausted,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Timeout => Code::DeadlineExceeded,
+            ErrorCode::BadGateway => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
         }
     }
@@ -150,6 +156,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -172,6 +179,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "Rate limited",
             ErrorCode::Unavailable => "Service unavailable",
             ErrorCode::Timeout => "Timeout",
+            ErrorCode::BadGateway => "Bad gateway",
             ErrorCode::Internal => "Internal error",
         }
     }
@@ -216,12 +224,15 @@ mod tests {
     }
 
     #[test]
-    fn server_errors_are_only_internal_unavailable_and_timeout() {
+    fn server_errors_are_only_internal_unavailable_timeout_and_bad_gateway() {
         for code in ErrorCode::ALL {
             let server_side = code.http_status().is_server_error();
             let expected = matches!(
                 code,
-                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Timeout
+                ErrorCode::Internal
+                    | ErrorCode::Unavailable
+                    | ErrorCode::Timeout
+                    | ErrorCode::BadGateway
             );
             assert_eq!(server_side, expected, "{code}");
         }

@@ -33,4 +33,13 @@ pub mod broker {
     }
 }
 
+/// `locksmith.proxy.v1`: calls to integrations' APIs with credentials injected.
+pub mod proxy {
+    /// Version 1 of the token proxy API.
+    #[allow(clippy::all, clippy::pedantic, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("locksmith.proxy.v1");
+    }
+}
+
 mod redacted;

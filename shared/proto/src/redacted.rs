@@ -149,9 +149,40 @@ impl fmt::Debug for GetAccessTokenResponse {
             .field("credential", &"[redacted]")
             .field("expire_time", &self.expire_time)
             .field("version", &self.version)
+            .field("api", &self.api)
             .finish()
     }
 }
+
+/// A header: its name, never its value (it may be a caller's credential).
+impl fmt::Debug for crate::proxy::v1::Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Header")
+            .field("name", &self.name)
+            .field("value", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Proxied messages: the head (header values redacted), the body's length.
+macro_rules! body_redacted {
+    ($($message:ident),+) => {$(
+        impl fmt::Debug for crate::proxy::v1::$message {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($message))
+                    .field("head", &self.head)
+                    .field("body_len", &self.body.len())
+                    .finish()
+            }
+        }
+    )+};
+}
+body_redacted!(
+    CallRequest,
+    CallResponse,
+    StreamCallRequest,
+    StreamCallResponse
+);
 
 #[cfg(test)]
 mod tests {
@@ -218,6 +249,7 @@ mod tests {
                     credential: secret.clone(),
                     expire_time: None,
                     version: 1,
+                    api: None,
                 }
             ),
         ];

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::{
     catalog::AuthMode,
+    error::BrokerError,
     record::{ConnectionState, Status},
     state::State,
 };
@@ -96,11 +97,70 @@ pub struct CompleteRequest {
 
 /// CompleteAuthorization's answer.
 #[derive(Debug)]
-pub struct Completed {
-    /// The connection created or replaced.
-    pub connection: ConnectionView,
-    /// Where to send the browser; `None`: JSON.
-    pub return_url: Option<String>,
+pub enum Completed {
+    /// The flow stored a connection.
+    Connected {
+        /// The connection created or replaced.
+        connection: ConnectionView,
+        /// Where to send the browser; `None`: JSON.
+        return_url: Option<String>,
+    },
+    /// The flow ended without a connection (nothing stored) and was started
+    /// with a return URL, so the browser goes back there with `error`. A
+    /// flow without one answers its refusal as an error instead.
+    Refused {
+        /// Why, as a fixed code.
+        error: FlowError,
+        /// The flow's return URL.
+        return_url: String,
+    },
+}
+
+impl Completed {
+    /// A flow that ends without a connection: [`Completed::Refused`] when it
+    /// has a return URL, else `refusal` as the call's error.
+    pub(crate) fn refused(
+        return_url: Option<String>,
+        error: FlowError,
+        refusal: BrokerError,
+    ) -> Result<Self, BrokerError> {
+        match return_url {
+            Some(return_url) => Ok(Self::Refused { error, return_url }),
+            None => Err(refusal),
+        }
+    }
+}
+
+/// Why a flow ended without a connection, as the browser may be told: a
+/// fixed code, never the provider's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowError {
+    /// The provider's `error=access_denied` (the user declined).
+    AccessDenied,
+    /// Another error the provider reported on the redirect.
+    ProviderError,
+    /// The provider refused to exchange the code for tokens.
+    ExchangeFailed,
+}
+
+impl FlowError {
+    /// The provider's `error` parameter as one of these.
+    pub(crate) fn of_provider(code: &str) -> Self {
+        if code == "access_denied" {
+            Self::AccessDenied
+        } else {
+            Self::ProviderError
+        }
+    }
+
+    /// The code the browser is sent (`error=<code>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access_denied",
+            Self::ProviderError => "provider_error",
+            Self::ExchangeFailed => "exchange_failed",
+        }
+    }
 }
 
 /// What StoreCredentials stores.

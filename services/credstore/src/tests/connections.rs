@@ -180,3 +180,101 @@ async fn a_tenant_without_a_key_has_no_connections_and_shredding_erases_them() {
         .await;
     assert!(gone.is_err(), "the sealed record outlived its key");
 }
+
+#[tokio::test]
+async fn a_tenants_records_are_walked_at_every_owner_in_pages_without_repeats() {
+    let fx = fixture().await;
+    // Names chosen so that `o-x/` sorts before `o/` in listings, secrets sit
+    // next to the records, and beta holds one record of its own.
+    let names = [
+        "tenants/acme/integrations/github",
+        "tenants/acme/integrations/slack",
+        "tenants/acme/orgs/o/integrations/notion",
+        "tenants/acme/orgs/o/bots/b1/integrations/github",
+        "tenants/acme/orgs/o/bots/b2/integrations/github",
+        "tenants/acme/orgs/o/users/u/integrations/linear",
+        "tenants/acme/orgs/o-x/integrations/github",
+        "tenants/beta/integrations/github",
+    ];
+    for name in names {
+        fx.cs
+            .put_connection(
+                &service(),
+                &conn(name),
+                &fields(&[("token", name)]),
+                Cas::CreateOnly,
+            )
+            .await
+            .unwrap();
+    }
+    for s in ["tenant/acme", "tenant/acme/org/o/bot/b1"] {
+        fx.cs
+            .put(
+                &service(),
+                &sref(s, "tools/search"),
+                &fields(&[("token", "k")]),
+                Cas::CreateOnly,
+            )
+            .await
+            .unwrap();
+    }
+    let acme = tid("acme");
+    let all: Vec<String> = fx
+        .cs
+        .list_tenant_connections(&operator(), &acme, None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.connection.resource_name())
+        .collect();
+    let mut expected: Vec<String> = names[..7].iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "every owner's records, nothing else");
+    // Pages of every size, resumed after the last path served, give the
+    // same records once each, in the same order.
+    for size in 1..=7 {
+        let mut after: Option<String> = None;
+        let mut paged = Vec::new();
+        loop {
+            let page = fx
+                .cs
+                .list_tenant_connections(&operator(), &acme, after.as_deref(), size)
+                .await
+                .unwrap();
+            paged.extend(page.iter().map(|r| r.connection.resource_name()));
+            if page.len() < size {
+                break;
+            }
+            after = page.last().map(|r| r.connection.storage_path());
+        }
+        assert_eq!(paged, all, "pages of {size}");
+    }
+    // The values come decrypted, to the broker alone.
+    let first = fx
+        .cs
+        .list_tenant_connections(&service(), &acme, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        first[0].fields.get("token").unwrap().expose_secret(),
+        first[0].connection.resource_name()
+    );
+    // Tenant principals and workloads, even acme's own: not theirs.
+    for who in [tenant("acme", &[Role::Admin]), workload("acme")] {
+        let refused = fx.cs.list_tenant_connections(&who, &acme, None, 10).await;
+        assert!(
+            matches!(refused, Err(CredError::PermissionDenied { .. })),
+            "{refused:?}"
+        );
+    }
+    // A tenant without a key holds none.
+    assert!(absent(
+        fx.cs
+            .list_tenant_connections(&operator(), &tid("ghost"), None, 10)
+            .await
+    ));
+    let ops: Vec<_> = fx.audit.take().iter().map(|e| e.operation).collect();
+    assert!(ops.contains(&Operation::ListTenantConnections), "{ops:?}");
+}

@@ -28,7 +28,9 @@ use serde::Deserialize;
 use keys::Verifier;
 pub use keys::{Authenticated, Quota};
 
-use crate::{Backends, problem::Failure, rate_limit::RateLimits};
+use locksmith_limits::RateLimits;
+
+use crate::{Backends, problem::Failure};
 
 /// `[auth]` in the edge's configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -268,9 +270,9 @@ pub async fn authenticate(
                     d.limit
                 ),
             )
-            .with_retry_after(Duration::from_secs(
-                crate::rate_limit::whole_seconds_up(wait),
-            )),
+            .with_retry_after(Duration::from_secs(locksmith_limits::whole_seconds_up(
+                wait,
+            ))),
         )
         .into_response();
         d.write_headers(response.headers_mut());

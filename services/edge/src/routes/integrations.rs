@@ -1,10 +1,8 @@
-//! Connections to integrations, over the OAuth broker:
-//! `POST /oauth/authorize/{integration}` (start a flow),
-//! `GET /oauth/callback/{integration}` (the provider's redirect; anonymous,
-//! trusted only through the single-use state), and a tenant's connections:
-//! `GET /tenants/{tenant_id}/integrations`,
-//! `POST|GET|DELETE /tenants/{tenant_id}/integrations/{integration}/credentials`,
-//! `POST /tenants/{tenant_id}/integrations/{integration}/refresh`.
+//! OAuth flows over the broker: `POST /oauth/authorize/{integration}`
+//! (start a flow) and `GET /oauth/callback/{integration}` (the provider's
+//! redirect; anonymous, trusted only through the single-use state), and the
+//! broker's field names in the HTTP API's terms for every broker route
+//! (connections: `connections.rs`; custom providers: `providers.rs`).
 //!
 //! The edge authorizes first (another tenant answers as absent), then the
 //! broker checks again with the forwarded principal. Token values never
@@ -25,11 +23,8 @@ use super::missing;
 use crate::{
     AppState,
     auth::Caller,
-    dto::{
-        Authorization, AuthorizeBody, ConnectionList, ConnectionView, PageQuery, Revoked,
-        StoreCredentialsBody,
-    },
-    extract::{ApiJson, ApiPath, ApiQuery},
+    dto::{Authorization, AuthorizeBody, ConnectionView},
+    extract::{ApiJson, ApiPath},
     problem::{self, Failure},
 };
 
@@ -49,6 +44,8 @@ fn broker_field(field: &str) -> String {
         "credentials",
         "page_size",
         "page_token",
+        "definition",
+        "expected_version",
     ];
     if field == "name" {
         // A connection's name is built from the path; its integration is
@@ -56,7 +53,10 @@ fn broker_field(field: &str) -> String {
         "integration".to_owned()
     } else if CREDENTIALS.iter().any(|p| field.starts_with(p)) {
         format!("credentials.{field}")
-    } else if SAME.contains(&field) || field.starts_with("inputs.") || field.starts_with("scopes[")
+    } else if SAME.contains(&field)
+        || field.starts_with("inputs.")
+        || field.starts_with("scopes[")
+        || field.starts_with("definition.")
     {
         field.to_owned()
     } else {
@@ -64,18 +64,8 @@ fn broker_field(field: &str) -> String {
     }
 }
 
-fn from_broker(status: tonic::Status) -> Failure {
+pub(crate) fn from_broker(status: tonic::Status) -> Failure {
     Failure::from_status_naming(status, broker_field)
-}
-
-fn connection_name(tenant: &str, integration: &str) -> String {
-    format!("tenants/{tenant}/integrations/{integration}")
-}
-
-fn view(connection: Option<pb::Connection>) -> Result<ApiJson<ConnectionView>, Failure> {
-    connection
-        .map(|c| ApiJson(ConnectionView::from(c)))
-        .ok_or_else(|| missing("connection"))
 }
 
 /// The owner's resource name from the body's ids, each checked here so a
@@ -200,10 +190,42 @@ fn with_query(url: &str, name: &str, value: &str) -> Result<String, Failure> {
     Ok(url.into())
 }
 
+/// The code a refused flow sends the browser back with (`error=<code>`):
+/// one of a fixed few, never the provider's text.
+fn flow_error_code(error: &pb::FlowError) -> Option<&'static str> {
+    match error.code() {
+        pb::FlowErrorCode::AccessDenied => Some("access_denied"),
+        pb::FlowErrorCode::ProviderError => Some("provider_error"),
+        pb::FlowErrorCode::ExchangeFailed => Some("exchange_failed"),
+        pb::FlowErrorCode::Unspecified => None,
+    }
+}
+
+/// Where the browser goes at the end of a flow with a return URL: the
+/// connection's name, or the flow's error code, added to its query.
+fn return_location(answer: &pb::CompleteAuthorizationResponse) -> Result<HeaderValue, Failure> {
+    let location = match (&answer.connection, &answer.error) {
+        (Some(connection), None) => with_query(&answer.return_url, "connection", &connection.name)?,
+        (None, Some(error)) => {
+            let code = flow_error_code(error).ok_or_else(|| missing("flow error code"))?;
+            with_query(&answer.return_url, "error", code)?
+        }
+        _ => return Err(missing("connection or flow error")),
+    };
+    HeaderValue::from_str(&location).map_err(|_| {
+        tracing::error!("a return URL is not a header value");
+        Failure(ApiError::internal())
+    })
+}
+
 /// The provider's redirect at the end of a flow. Anonymous: trusted only
 /// through the single-use `state` (a tenant credential, if one is sent,
 /// confines the state to that tenant). Sends the browser to the flow's
-/// return URL with `?connection=<name>`, or answers the connection.
+/// return URL with `?connection=<name>`, or answers the connection. A flow
+/// the provider ended with an error, or whose code it refused, goes back to
+/// its return URL with `?error=<code>` (`access_denied`, `provider_error`,
+/// `exchange_failed`), or is a 422 without one; nothing is stored. A state
+/// that is not valid is never redirected: 400.
 #[utoipa::path(get, path = "/oauth/callback/{integration}", operation_id = "complete_authorization", tag = "integrations",
     params(("integration" = String, Path, description = "The integration the flow was started for"),
            ("state" = String, Query, description = "The state the flow was started with"),
@@ -211,14 +233,17 @@ fn with_query(url: &str, name: &str, value: &str) -> Result<String, Failure> {
            ("error" = Option<String>, Query, description = "The provider's error code (`access_denied`)"),
            ("error_description" = Option<String>, Query, description = "The provider's text; never stored or repeated")),
     responses((status = 200, body = ConnectionView, description = "The connection, when the flow has no return URL"),
-              (status = 303, description = "To the flow's return URL, with `connection=<name>` added to its query",
+              (status = 303, description = "To the flow's return URL, with `connection=<name>` added to its query, \
+                   or `error=<code>` (`access_denied`, `provider_error`, `exchange_failed`) when the provider \
+                   ended the flow or refused the code (nothing is stored)",
                headers(("Location" = String, description = "The return URL"))),
               (status = 400, body = locksmith_errors::Problem, content_type = "application/problem+json",
                description = "An unknown, expired or used state, another integration's, or no code"),
               (status = 404, body = locksmith_errors::Problem, content_type = "application/problem+json",
                description = "The integration is no longer offered"),
               (status = 422, body = locksmith_errors::Problem, content_type = "application/problem+json",
-               description = "The provider refused the flow (`access_denied`) or the code; nothing is stored"),
+               description = "The provider refused the flow (`access_denied`) or the code, and the flow has no \
+                   return URL; nothing is stored"),
               (status = 500, body = locksmith_errors::Problem, content_type = "application/problem+json",
                description = "The edge or the broker failed"),
               (status = 503, body = locksmith_errors::Problem, content_type = "application/problem+json",
@@ -258,161 +283,20 @@ pub async fn callback(
         .await
         .map_err(from_broker)?
         .into_inner();
-    let connection = answer.connection.ok_or_else(|| missing("connection"))?;
-    // The answer names a connection: no cache may keep or replay it.
+    // The answer names a connection or ends a flow: no cache may keep or
+    // replay it.
     let no_store = (header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if answer.return_url.is_empty() {
+        // The broker answers a refused flow without a return URL as an error.
+        let connection = answer.connection.ok_or_else(|| missing("connection"))?;
         return Ok(([no_store], ApiJson(ConnectionView::from(connection))).into_response());
     }
-    let location = with_query(&answer.return_url, "connection", &connection.name)?;
-    let location = HeaderValue::from_str(&location).map_err(|_| {
-        tracing::error!("a return URL is not a header value");
-        Failure(ApiError::internal())
-    })?;
+    let location = return_location(&answer)?;
     Ok((
         StatusCode::SEE_OTHER,
         [no_store, (header::LOCATION, location)],
     )
         .into_response())
-}
-
-/// List the tenant's own connections (metadata only), by integration.
-#[utoipa::path(get, path = "/tenants/{tenant_id}/integrations", operation_id = "list_connections", tag = "integrations",
-    params(("tenant_id" = String, Path), PageQuery),
-    responses((status = 200, body = ConnectionList)))]
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(tenant_id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<ApiJson<ConnectionList>, Failure> {
-    caller.authorize(&tenant_id, Access::Read)?;
-    let answer = state
-        .backends
-        .broker
-        .clone()
-        .list_connections(caller.request(pb::ListConnectionsRequest {
-            parent: format!("tenants/{tenant_id}"),
-            page_size: q.page_size.unwrap_or_default(),
-            page_token: q.page_token.unwrap_or_default(),
-        }))
-        .await
-        .map_err(from_broker)?
-        .into_inner();
-    Ok(ApiJson(ConnectionList {
-        connections: answer.connections.into_iter().map(Into::into).collect(),
-        next_page_token: Some(answer.next_page_token).filter(|t| !t.is_empty()),
-    }))
-}
-
-/// Store credentials without a flow: an API key, a user name and password,
-/// imported tokens, or a client-credentials connection. Replaces the
-/// connection's credentials; the values are never answered.
-#[utoipa::path(post, path = "/tenants/{tenant_id}/integrations/{integration}/credentials", operation_id = "store_credentials", tag = "integrations",
-    params(("tenant_id" = String, Path), ("integration" = String, Path)),
-    request_body = StoreCredentialsBody,
-    responses((status = 200, body = ConnectionView),
-              (status = 422, body = locksmith_errors::Problem, content_type = "application/problem+json",
-               description = "The provider refused the client credentials")))]
-pub async fn store_credentials(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, integration)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<StoreCredentialsBody>,
-) -> Result<ApiJson<ConnectionView>, Failure> {
-    caller.authorize(&tenant_id, Access::Write)?;
-    let request = body.into_request(connection_name(&tenant_id, &integration));
-    let answer = state
-        .backends
-        .broker
-        .clone()
-        .store_credentials(caller.request(request))
-        .await
-        .map_err(from_broker)?
-        .into_inner();
-    view(answer.connection)
-}
-
-/// Show a connection: metadata, never token values.
-#[utoipa::path(get, path = "/tenants/{tenant_id}/integrations/{integration}/credentials", operation_id = "get_connection", tag = "integrations",
-    params(("tenant_id" = String, Path), ("integration" = String, Path)),
-    responses((status = 200, body = ConnectionView)))]
-pub async fn get_credentials(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, integration)): ApiPath<(String, String)>,
-) -> Result<ApiJson<ConnectionView>, Failure> {
-    caller.authorize(&tenant_id, Access::Read)?;
-    let answer = state
-        .backends
-        .broker
-        .clone()
-        .get_connection(caller.request(pb::GetConnectionRequest {
-            name: connection_name(&tenant_id, &integration),
-        }))
-        .await
-        .map_err(from_broker)?
-        .into_inner();
-    view(answer.connection)
-}
-
-/// Revoke a connection's tokens at the provider (when it offers revocation)
-/// and erase the stored credentials.
-#[utoipa::path(delete, path = "/tenants/{tenant_id}/integrations/{integration}/credentials", operation_id = "delete_connection", tag = "integrations",
-    params(("tenant_id" = String, Path), ("integration" = String, Path)),
-    responses((status = 200, body = Revoked, description = "Erased; the provider confirmed the revocation"),
-              (status = 204, description = "Erased; the provider offers no revocation or did not confirm it")))]
-pub async fn delete_credentials(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, integration)): ApiPath<(String, String)>,
-) -> Result<Response, Failure> {
-    caller.authorize(&tenant_id, Access::Write)?;
-    let answer = state
-        .backends
-        .broker
-        .clone()
-        .delete_connection(caller.request(pb::DeleteConnectionRequest {
-            name: connection_name(&tenant_id, &integration),
-        }))
-        .await
-        .map_err(from_broker)?
-        .into_inner();
-    Ok(if answer.revoked_at_provider {
-        ApiJson(Revoked {
-            revoked_at_provider: true,
-        })
-        .into_response()
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    })
-}
-
-/// Refresh a connection's tokens now (one refresh at a time across every
-/// broker replica); answers the connection after it.
-#[utoipa::path(post, path = "/tenants/{tenant_id}/integrations/{integration}/refresh", operation_id = "refresh_connection", tag = "integrations",
-    params(("tenant_id" = String, Path), ("integration" = String, Path)),
-    responses((status = 200, body = ConnectionView),
-              (status = 422, body = locksmith_errors::Problem, content_type = "application/problem+json",
-               description = "The provider refused the refresh (the connection needs re-authorization), \
-                   or the connection has nothing to refresh")))]
-pub async fn refresh(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, integration)): ApiPath<(String, String)>,
-) -> Result<ApiJson<ConnectionView>, Failure> {
-    caller.authorize(&tenant_id, Access::Write)?;
-    let answer = state
-        .backends
-        .broker
-        .clone()
-        .refresh_connection(caller.request(pb::RefreshConnectionRequest {
-            name: connection_name(&tenant_id, &integration),
-        }))
-        .await
-        .map_err(from_broker)?
-        .into_inner();
-    view(answer.connection)
 }
 
 #[cfg(test)]
@@ -430,6 +314,8 @@ mod tests {
         assert_eq!(broker_field("inputs.tenant"), "inputs.tenant");
         assert_eq!(broker_field("state"), "state");
         assert_eq!(broker_field("lease"), problem::BODY);
+        assert_eq!(broker_field("definition.token_url"), "definition.token_url");
+        assert_eq!(broker_field("expected_version"), "expected_version");
     }
 
     #[test]
@@ -450,6 +336,31 @@ mod tests {
             panic!("a missing state is refused");
         };
         assert_eq!(e.violations[0].description, "is required");
+    }
+
+    #[test]
+    fn a_refused_flow_goes_back_with_its_code_only() {
+        let refused = |code: pb::FlowErrorCode| pb::CompleteAuthorizationResponse {
+            connection: None,
+            return_url: "https://app.example/done?x=1".into(),
+            error: Some(pb::FlowError { code: code.into() }),
+        };
+        for (code, expected) in [
+            (pb::FlowErrorCode::AccessDenied, "access_denied"),
+            (pb::FlowErrorCode::ProviderError, "provider_error"),
+            (pb::FlowErrorCode::ExchangeFailed, "exchange_failed"),
+        ] {
+            assert_eq!(
+                return_location(&refused(code)).unwrap(),
+                format!("https://app.example/done?x=1&error={expected}").as_str()
+            );
+        }
+        assert!(return_location(&refused(pb::FlowErrorCode::Unspecified)).is_err());
+        let neither = pb::CompleteAuthorizationResponse {
+            return_url: "https://app.example/done".into(),
+            ..Default::default()
+        };
+        assert!(return_location(&neither).is_err());
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The edge's routes, one module per resource family.
 
+pub mod admin_health;
 pub mod api_keys;
+pub mod connections;
 pub mod integrations;
 pub mod members;
 pub mod ops;
+pub mod providers;
+pub mod proxy;
 pub mod secrets;
 pub mod tenants;
 

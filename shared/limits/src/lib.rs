@@ -1,4 +1,5 @@
-//! Per-tenant rate limits at the edge: each tenant's `requests_per_minute`
+//! Per-tenant rate limits, enforced alike at the edge and at the token
+//! proxy: each tenant's `requests_per_minute`
 //! quota from the registry (0 = the deployment default), enforced with
 //! governor's GCRA, per edge replica. With N replicas behind a balancer a
 //! tenant can get up to N × its quota; set the quota (or the default) to the

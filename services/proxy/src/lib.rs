@@ -1,0 +1,28 @@
+//! The token proxy: a caller names a connection, a method and a path; the
+//! proxy injects the connection's credential as the catalog says, refreshes
+//! it through the broker when needed, and forwards the call to the
+//! integration's API, so that no caller ever holds a token (seed 001's
+//! OAuth proxy; design brief §2 and §4).
+//!
+//! A call goes: [`grpc`] (wire types → a checked [`forward::Call`]) →
+//! [`forward::Forwarder`]: [`forward::Forwarder::authorize`] (another
+//! tenant's connection is NOT_FOUND) → [`limits`] (the tenant's rate, as at
+//! the edge) → [`access`] (the credential, cached per connection, single
+//! flight) → [`target`] (the path under the API's base URL: the SSRF guard's
+//! first half) → [`headers`] (the caller's credentials and hop-by-hop
+//! headers dropped, the credential injected) → the egress guard
+//! (`locksmith-egress`: the addresses connected to, no redirect followed) →
+//! retries and the one refresh-and-retry on a 401 → the response streamed
+//! back, and one [`audit`] event per call.
+
+pub mod access;
+pub mod audit;
+pub mod config;
+pub mod error;
+pub mod flight;
+pub mod forward;
+pub mod grpc;
+pub mod headers;
+pub mod limits;
+pub mod server;
+pub mod target;
