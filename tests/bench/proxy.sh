@@ -119,6 +119,12 @@ post /tenants/bench/integrations/bench/credentials '{"credentials":{"api_key":{"
 curl -fsS "$edge/proxy/bench/ok" -H "authorization: Bearer $key" | grep -q '"ok":true' \
   || { echo "bench: the proxied call failed" >&2; exit 1; }
 
+if [ -n "${BENCH_HOLD:-}" ]; then
+  # For profiling: keep everything up and say how to reach it.
+  echo "edge=$edge key=$key nginx=http://127.0.0.1:$nginx_port proxy=https://$PROXY_ADDR pki=$state/pki"
+  wait "$runner"
+fi
+
 # One wrk run: "requests/s p50 p99" (latencies in ms).
 measure() {
   local report

@@ -1,7 +1,13 @@
 //! gRPC clients for the services behind the edge: one lazily connected mTLS
 //! channel per service, with W3C trace context injected into every call.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use locksmith_proto::{
     broker::v1::o_auth_broker_service_client::OAuthBrokerServiceClient,
@@ -27,6 +33,8 @@ pub type TracedChannel = GrpcTraceService<Channel>;
 
 /// Connect timeout for a backend; calls themselves are bounded by the edge's request timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// HTTP/2 connections to the token proxy.
+const PROXY_CONNECTIONS: usize = 4;
 /// Largest message exchanged with the token proxy (its unary limit, 4 MiB,
 /// plus a head).
 const PROXY_MESSAGE_BYTES: usize = 4 * 1024 * 1024 + 256 * 1024;
@@ -44,8 +52,9 @@ pub struct Backends {
     pub credstore: CredentialStoreServiceClient<TracedChannel>,
     /// The OAuth broker.
     pub broker: OAuthBrokerServiceClient<TracedChannel>,
-    /// The token proxy.
-    pub proxy: TokenProxyServiceClient<TracedChannel>,
+    /// The token proxy, over several connections (see [`Backends::proxy`]).
+    proxies: Arc<[TokenProxyServiceClient<TracedChannel>]>,
+    next_proxy: Arc<AtomicUsize>,
     health: Vec<(&'static str, HealthClient<TracedChannel>)>,
 }
 
@@ -88,7 +97,14 @@ impl Backends {
         let registry = channel("registry", &services.registry, tls)?;
         let credstore = channel("credstore", &services.credstore, tls)?;
         let broker = channel("broker", &services.broker, tls)?;
+        // Proxied calls are the hot path: spread over a few HTTP/2
+        // connections, whose frames each one task reads and writes, so one
+        // connection's task is never the bottleneck on a busy edge.
         let proxy = channel("proxy", &services.proxy, tls)?;
+        let mut proxy_channels = vec![proxy.clone()];
+        for _ in 1..PROXY_CONNECTIONS {
+            proxy_channels.push(channel("proxy", &services.proxy, tls)?);
+        }
         Ok(Self {
             registry: TenantRegistryServiceClient::new(registry.clone()),
             api_keys: ApiKeyServiceClient::new(registry.clone()),
@@ -96,9 +112,15 @@ impl Backends {
             broker: OAuthBrokerServiceClient::new(broker.clone()),
             // Streamed calls carry chunks; a unary-sized first message is
             // the largest one (the proxy's own limit decides the rest).
-            proxy: TokenProxyServiceClient::new(proxy.clone())
-                .max_decoding_message_size(PROXY_MESSAGE_BYTES)
-                .max_encoding_message_size(PROXY_MESSAGE_BYTES),
+            proxies: proxy_channels
+                .into_iter()
+                .map(|c| {
+                    TokenProxyServiceClient::new(c)
+                        .max_decoding_message_size(PROXY_MESSAGE_BYTES)
+                        .max_encoding_message_size(PROXY_MESSAGE_BYTES)
+                })
+                .collect(),
+            next_proxy: Arc::new(AtomicUsize::new(0)),
             health: vec![
                 ("registry", HealthClient::new(registry)),
                 ("credstore", HealthClient::new(credstore)),
@@ -106,6 +128,12 @@ impl Backends {
                 ("proxy", HealthClient::new(proxy)),
             ],
         })
+    }
+
+    /// A token proxy client, over the next of its connections in turn.
+    pub fn proxy(&self) -> TokenProxyServiceClient<TracedChannel> {
+        let n = self.next_proxy.fetch_add(1, Ordering::Relaxed);
+        self.proxies[n % self.proxies.len()].clone()
     }
 
     /// Each service's name and whether it reports SERVING.

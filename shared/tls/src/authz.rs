@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, PoisonError, RwLock},
     task::{Context, Poll},
 };
 
@@ -96,6 +96,7 @@ impl Caller {
 #[derive(Clone, Debug)]
 pub struct MtlsAuthLayer {
     allow: Arc<AllowList>,
+    identities: Arc<IdentityCache>,
 }
 
 impl MtlsAuthLayer {
@@ -103,7 +104,41 @@ impl MtlsAuthLayer {
     pub fn new(allow: AllowList) -> Self {
         Self {
             allow: Arc::new(allow),
+            identities: Arc::new(IdentityCache::default()),
         }
+    }
+}
+
+/// Identities already read from certificates, by the certificate's exact
+/// DER bytes: every call on a connection presents the same certificate,
+/// and parsing it (X.509, then the SAN) cost more than the rest of this
+/// layer. Keyed by the whole DER, so a hit is the very certificate the
+/// handshake verified; bounded, and emptied when full.
+#[derive(Debug, Default)]
+struct IdentityCache {
+    by_der: RwLock<HashMap<Vec<u8>, Identity>>,
+}
+
+/// Distinct certificates remembered (suite services and workloads).
+const IDENTITY_CACHE_ENTRIES: usize = 4096;
+
+impl IdentityCache {
+    fn identity(&self, der: &[u8]) -> Result<Identity, crate::TlsError> {
+        if let Some(id) = self
+            .by_der
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(der)
+        {
+            return Ok(id.clone());
+        }
+        let id = Identity::from_cert_der(der)?;
+        let mut map = self.by_der.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= IDENTITY_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(der.to_vec(), id.clone());
+        Ok(id)
     }
 }
 
@@ -114,6 +149,7 @@ impl<S> Layer<S> for MtlsAuthLayer {
         MtlsAuthService {
             inner,
             allow: Arc::clone(&self.allow),
+            identities: Arc::clone(&self.identities),
         }
     }
 }
@@ -123,13 +159,17 @@ impl<S> Layer<S> for MtlsAuthLayer {
 pub struct MtlsAuthService<S> {
     inner: S,
     allow: Arc<AllowList>,
+    identities: Arc<IdentityCache>,
 }
 
 /// The caller's identity from its TLS leaf certificate. tonic's server puts
 /// `TlsConnectInfo<TcpConnectInfo>` into every request's extensions before
 /// any `Server::builder().layer(..)` runs; the chain in it has already been
 /// verified against the suite CA by the handshake (if one was presented).
-fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, ApiError> {
+fn caller_identity<B>(
+    request: &http::Request<B>,
+    identities: &IdentityCache,
+) -> Result<Identity, ApiError> {
     let unauthenticated = |detail: String| ApiError::new(ErrorCode::Unauthenticated, detail);
     let certs = request
         .extensions()
@@ -142,7 +182,8 @@ fn caller_identity<B>(request: &http::Request<B>) -> Result<Identity, ApiError> 
     let leaf = certs
         .first()
         .ok_or_else(|| unauthenticated("empty client certificate chain".into()))?;
-    Identity::from_cert_der(leaf.as_ref())
+    identities
+        .identity(leaf.as_ref())
         .map_err(|e| unauthenticated(format!("client certificate has no Locksmith identity: {e}")))
 }
 
@@ -185,7 +226,7 @@ where
         // other error of the suite. The detail names the caller and the
         // method: it is read by the calling service's operator, who needs to
         // know which rule to add.
-        let refusal = match caller_identity(&request) {
+        let refusal = match caller_identity(&request, &self.identities) {
             Ok(id) if self.allow.permits(&path, &id) => {
                 request.extensions_mut().insert(Caller(id));
                 return Box::pin(self.inner.call(request));

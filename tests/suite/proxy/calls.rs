@@ -393,3 +393,41 @@ impl World {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+#[tokio::test]
+async fn connections_to_the_api_are_kept_alive_and_a_response_over_the_cap_is_refused() {
+    let w = World::start(UpstreamConfig {
+        max_response_bytes: 64 * 1024,
+        ..UpstreamConfig::default()
+    })
+    .await;
+    w.store("tenants/acme", "keyed", json!({"api_key": {"key": "k"}}))
+        .await;
+    let acme = w.suite.client_as(&w.acme_key);
+    for _ in 0..20 {
+        let resp = acme
+            .get(w.suite.url("/proxy/keyed/echo"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(w.api.count(), 20);
+    assert_eq!(w.api.connections(), 1, "one pooled keep-alive connection");
+
+    let resp = acme
+        .get(w.suite.url("/proxy/keyed/big?bytes=65537"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap();
+    let detail = assert_problem(status, &body, 502, "BAD_GATEWAY");
+    assert!(detail.contains("exceeds 65536 bytes"), "{detail}");
+    let resp = acme
+        .get(w.suite.url("/proxy/keyed/big?bytes=65536"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().len(), 65536);
+}

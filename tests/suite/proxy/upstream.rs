@@ -50,6 +50,7 @@ struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Seen>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -59,11 +60,37 @@ impl Upstream {
             .fallback(serve)
             .with_state(Arc::clone(&seen));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let inner = listener.local_addr().unwrap();
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Upstream { addr, seen }
+        // The address callers get counts the TCP connections made to it
+        // (so tests can see the proxy's pool keep them alive).
+        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = relay.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = relay.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut api) = tokio::net::TcpStream::connect(inner).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut socket, &mut api).await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    /// TCP connections made to the API so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request so far.

@@ -279,8 +279,7 @@ pub async fn call(
     let outbound = stream::once(async { first }).chain(rest);
     let mut inbound = state
         .backends
-        .proxy
-        .clone()
+        .proxy()
         .stream_call(caller.request(outbound))
         .await
         .map_err(from_proxy)?
