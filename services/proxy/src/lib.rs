@@ -14,6 +14,18 @@
 //! (`locksmith-egress`: the addresses connected to, no redirect followed) →
 //! retries and the one refresh-and-retry on a 401 → the response streamed
 //! back, and one [`audit`] event per call.
+//!
+//! # Where the time goes
+//!
+//! Measured with perf on release builds under `tests/bench/proxy.sh`: in
+//! each of the edge and the proxy about half of a call's CPU is socket I/O
+//! and TLS (a writev per message each way, HTTP/2 framing between the hops,
+//! HTTP/1.1 over TLS to the API), then tracing spans (kept: problems and
+//! logs carry trace ids), the forwarded principal's decoding, URL building
+//! and reqwest's plumbing; this crate's own code is a few percent. Removed
+//! after profiling: cloning every tonic client per request at the edge,
+//! parsing the caller's certificate per request, glibc malloc contention,
+//! and a futex wake per audit event.
 
 pub mod access;
 pub mod audit;

@@ -6,8 +6,9 @@
 //!
 //! [`JsonLinesAudit`] keeps file I/O off the request path: a call hands its
 //! event to a bounded queue and goes on; a dedicated writer thread
-//! serialises events, writes them in batches and flushes once per batch.
-//! When the queue is full the call waits for room (backpressure): a request
+//! serialises events, writes them in batches and flushes once per batch,
+//! then rests 2 ms before waiting again, so that under load the callers'
+//! events queue without waking it one by one. When the queue is full the call waits for room (backpressure): a request
 //! is slowed rather than its event dropped, because "every call is audited"
 //! must hold under load too. [`JsonLinesAudit::close`] writes out everything
 //! queued before it; an event recorded after that goes to the service log
