@@ -56,9 +56,22 @@ const REDIRECT_URI: &str = "http://127.0.0.1:9/oauth/callback/oidc";
 /// An https front: TLS on a loopback port, bytes copied to `upstream`;
 /// answers its port and the CA file that makes its certificate trusted.
 pub(crate) async fn tls_front(upstream: SocketAddr, dir: &TempDir) -> (u16, PathBuf) {
+    tls_front_speaking(upstream, dir, Vec::new()).await
+}
+
+/// [`tls_front`] offering `alpn` protocols (`h2`: clients then speak HTTP/2
+/// through it, to an upstream that understands it in the clear).
+pub(crate) async fn tls_front_speaking(
+    upstream: SocketAddr,
+    dir: &TempDir,
+    alpn: Vec<Vec<u8>>,
+) -> (u16, PathBuf) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let now = OffsetDateTime::now_utc();
-    let ca = CertificateAuthority::generate("broker-flows-front", now).unwrap();
+    // A name of its own: a client trusting several fronts' CAs picks the
+    // trust anchor by subject, and same-named CAs would be confused.
+    let name = format!("tls-front-{}", uuid::Uuid::new_v4());
+    let ca = CertificateAuthority::generate(&name, now).unwrap();
     // A service certificate carries 127.0.0.1 and localhost SANs.
     let leaf = ca
         .issue(
@@ -67,16 +80,17 @@ pub(crate) async fn tls_front(upstream: SocketAddr, dir: &TempDir) -> (u16, Path
             time::Duration::days(1),
         )
         .unwrap();
-    let ca_file = dir.path().join(format!("front-ca-{}.pem", upstream.port()));
+    let ca_file = dir.path().join(format!("{name}.pem"));
     std::fs::write(&ca_file, ca.cert_pem()).unwrap();
     let certs = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.expose_secret().as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder()
+    let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
+    config.alpn_protocols = alpn;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

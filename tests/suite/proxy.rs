@@ -13,7 +13,7 @@ use serde_json::json;
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::broker_flows::tls_front;
+use crate::broker_flows::{tls_front, tls_front_speaking};
 use crate::harness::{BrokerSetup, ProxySetup, Suite, create_tenant};
 use crate::oauth_server::{ClientSpec, RegisteredClient, oauth_server};
 
@@ -29,7 +29,7 @@ use upstream::Upstream;
 /// API is the test API, API-key entries taking the key in a header and in
 /// the query, a basic-auth one, and two whose API sits at an internal
 /// address the egress guard must refuse.
-fn catalog(oidc_front: u16, api_front: u16) -> String {
+fn catalog(oidc_front: u16, api_front: u16, h2_front: u16) -> String {
     format!(
         r#"
 version = 1
@@ -52,6 +52,13 @@ auth_mode = "api_key"
 base_url = "https://127.0.0.1:{api_front}/keyed"
 headers = {{ "x-api-version" = "2024-01" }}
 credential = {{ location = "header", name = "x-api-key" }}
+
+[providers.h2api]
+display_name = "Keyed API over HTTP/2"
+auth_mode = "api_key"
+[providers.h2api.api]
+base_url = "https://127.0.0.1:{h2_front}/h2"
+credential = {{ location = "bearer" }}
 
 [providers.queried]
 display_name = "Key in the query"
@@ -110,12 +117,14 @@ impl World {
         let (oidc_front, oidc_ca) = tls_front(oauth_addr, &dir).await;
         let api = Upstream::start().await;
         let (api_front, api_ca) = tls_front(api.addr, &dir).await;
+        // The same API behind a front offering HTTP/2 (ALPN `h2`).
+        let (h2_front, h2_ca) = tls_front_speaking(api.addr, &dir, vec![b"h2".to_vec()]).await;
         let elsewhere = Upstream::start().await;
         let (elsewhere_front, elsewhere_ca) = tls_front(elsewhere.addr, &dir).await;
         let proxy_setup = ProxySetup {
             egress: Some(EgressPolicy {
                 allow_cidrs: vec!["127.0.0.1/32".into()],
-                ca_files: vec![api_ca, elsewhere_ca],
+                ca_files: vec![api_ca, h2_ca, elsewhere_ca],
                 ..EgressPolicy::default()
             }),
             upstream,
@@ -123,7 +132,7 @@ impl World {
         };
         let suite = Suite::start_with_proxy(
             BrokerSetup {
-                catalog: Some(catalog(oidc_front, api_front)),
+                catalog: Some(catalog(oidc_front, api_front, h2_front)),
                 egress: Some(EgressPolicy {
                     allow_cidrs: vec!["127.0.0.0/8".into()],
                     ca_files: vec![oidc_ca],

@@ -431,3 +431,39 @@ async fn connections_to_the_api_are_kept_alive_and_a_response_over_the_cap_is_re
         .unwrap();
     assert_eq!(resp.bytes().await.unwrap().len(), 65536);
 }
+
+#[tokio::test]
+async fn an_api_that_speaks_http2_gets_concurrent_calls_on_one_connection() {
+    let w = World::start(UpstreamConfig::default()).await;
+    w.store("tenants/acme", "h2api", json!({"api_key": {"key": "k-h2"}}))
+        .await;
+    let acme = w.suite.client_as(&w.acme_key);
+    // One call first: the pool learns the API speaks HTTP/2.
+    let resp = acme
+        .get(w.suite.url("/proxy/h2api/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-seen-credential"], "Bearer k-h2");
+    let calls = (0..10).map(|_| {
+        let acme = acme.clone();
+        let url = w.suite.url("/proxy/h2api/echo");
+        async move { acme.get(url).send().await.unwrap().status() }
+    });
+    for status in futures::future::join_all(calls).await {
+        assert_eq!(status, 200);
+    }
+    let hits = w.api.hits();
+    assert_eq!(hits.len(), 11);
+    assert!(
+        hits.iter()
+            .all(|h| h.version == axum::http::Version::HTTP_2),
+        "{hits:?}"
+    );
+    assert_eq!(
+        w.api.connections(),
+        1,
+        "every call multiplexed on one connection"
+    );
+}

@@ -33,6 +33,8 @@ use tokio::net::TcpListener;
 #[derive(Clone, Debug)]
 pub struct Hit {
     pub method: String,
+    /// The HTTP version it came in.
+    pub version: axum::http::Version,
     /// Path and query, as received.
     pub target: String,
     pub headers: HeaderMap,
@@ -133,6 +135,7 @@ async fn serve(State(seen): State<Shared>, request: Request) -> Response {
     let headers = request.headers().clone();
     seen.lock().unwrap().hits.push(Hit {
         method: method.to_string(),
+        version: request.version(),
         target: target.clone(),
         headers: headers.clone(),
     });
