@@ -161,7 +161,7 @@ pub async fn serve<S: DocumentStore, W: KeyWrapper + 'static>(
         .map_err(ServeError::Tls)?
         .layer(trace)
         .layer(MtlsAuthLayer::new(allow_list()))
-        .layer(PrincipalLayer)
+        .layer(PrincipalLayer::default())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)

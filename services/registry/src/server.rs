@@ -145,7 +145,7 @@ pub async fn serve<S: DocumentStore>(
         .map_err(ServeError::Tls)?
         .layer(trace)
         .layer(MtlsAuthLayer::new(allow_list()))
-        .layer(PrincipalLayer)
+        .layer(PrincipalLayer::default())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(registry_service)

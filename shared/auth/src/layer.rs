@@ -7,8 +7,10 @@
 //!   sends is ignored, so it can never speak for another tenant or an operator.
 
 use std::{
+    collections::HashMap,
     future::Future,
     pin::Pin,
+    sync::{Arc, PoisonError, RwLock},
     task::{Context, Poll},
 };
 
@@ -19,16 +21,21 @@ use tower::{Layer, Service};
 
 use crate::{PRINCIPAL_HEADER, Principal};
 
-/// `Server::builder().layer(MtlsAuthLayer::new(..)).layer(PrincipalLayer)`:
+/// `Server::builder().layer(MtlsAuthLayer::new(..)).layer(PrincipalLayer::default())`:
 /// must run after the mTLS layer, which puts the [`Caller`] in place.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PrincipalLayer;
+#[derive(Clone, Debug, Default)]
+pub struct PrincipalLayer {
+    decoded: Arc<DecodedPrincipals>,
+}
 
 impl<S> Layer<S> for PrincipalLayer {
     type Service = PrincipalService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PrincipalService { inner }
+        PrincipalService {
+            inner,
+            decoded: Arc::clone(&self.decoded),
+        }
     }
 }
 
@@ -36,9 +43,48 @@ impl<S> Layer<S> for PrincipalLayer {
 #[derive(Clone, Debug)]
 pub struct PrincipalService<S> {
     inner: S,
+    decoded: Arc<DecodedPrincipals>,
 }
 
-fn principal_of<B>(request: &http::Request<B>) -> Result<Principal, ApiError> {
+/// Forwarded principals already decoded, by their exact header bytes: the
+/// edge forwards the same few principals over and over, and decoding one
+/// (base64, then JSON) was a visible share of a proxied call. A hit is
+/// the very text a suite service sent; bounded, and emptied when full.
+#[derive(Debug, Default)]
+struct DecodedPrincipals {
+    by_header: RwLock<HashMap<Vec<u8>, Principal>>,
+}
+
+/// Distinct forwarded principals remembered.
+const DECODED_ENTRIES: usize = 4096;
+
+impl DecodedPrincipals {
+    fn decode(&self, header: &[u8]) -> Result<Principal, crate::WireError> {
+        if let Some(p) = self
+            .by_header
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(header)
+        {
+            return Ok(p.clone());
+        }
+        let principal = Principal::decode(header)?;
+        let mut map = self
+            .by_header
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= DECODED_ENTRIES {
+            map.clear();
+        }
+        map.insert(header.to_vec(), principal.clone());
+        Ok(principal)
+    }
+}
+
+fn principal_of<B>(
+    request: &http::Request<B>,
+    decoded: &DecodedPrincipals,
+) -> Result<Principal, ApiError> {
     let caller = request.extensions().get::<Caller>().ok_or_else(|| {
         tracing::error!("PrincipalLayer runs without MtlsAuthLayer before it");
         ApiError::internal()
@@ -46,7 +92,7 @@ fn principal_of<B>(request: &http::Request<B>) -> Result<Principal, ApiError> {
     match &caller.0 {
         Identity::Service(service) => match request.headers().get(PRINCIPAL_HEADER) {
             None => Ok(Principal::Service { service: *service }),
-            Some(value) => Principal::decode(value.as_bytes()).map_err(|e| {
+            Some(value) => decoded.decode(value.as_bytes()).map_err(|e| {
                 tracing::warn!(%service, error = %e, "forwarded principal refused");
                 ApiError::new(ErrorCode::Unauthenticated, e.to_string())
             }),
@@ -84,7 +130,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match principal_of(&request) {
+        match principal_of(&request, &self.decoded) {
             Ok(principal) => {
                 request.extensions_mut().insert(principal);
                 Box::pin(self.inner.call(request))
@@ -115,6 +161,28 @@ mod tests {
     use super::*;
     use crate::{Role, Roles};
 
+    #[test]
+    fn decoded_principals_are_the_ones_sent_and_bad_ones_are_never_kept() {
+        let cache = DecodedPrincipals::default();
+        let acme = Principal::Tenant {
+            tenant: TenantId::parse("acme").unwrap(),
+            roles: Roles::of([Role::Read]),
+            subject: "api-key:a".into(),
+        };
+        let operator = Principal::Operator {
+            subject: "api-key:o".into(),
+        };
+        for _ in 0..2 {
+            assert_eq!(cache.decode(acme.encode().as_bytes()).unwrap(), acme);
+            assert_eq!(
+                cache.decode(operator.encode().as_bytes()).unwrap(),
+                operator
+            );
+            assert!(cache.decode(b"not-base64-json").is_err());
+        }
+        assert_eq!(cache.by_header.read().unwrap().len(), 2);
+    }
+
     async fn principal_seen(
         identity: Identity,
         header: Option<String>,
@@ -125,7 +193,7 @@ mod tests {
             resp.extensions_mut().insert(p);
             Ok::<_, std::convert::Infallible>(resp)
         });
-        let svc = PrincipalLayer.layer(inner);
+        let svc = PrincipalLayer::default().layer(inner);
         let mut builder = http::Request::builder().uri("/a.B/C");
         if let Some(h) = header {
             builder = builder.header(PRINCIPAL_HEADER, h);

@@ -253,6 +253,30 @@ pub(crate) mod tests {
     use super::*;
 
     #[test]
+    fn identities_are_read_from_each_certificate_once_and_never_mixed_up() {
+        let now = time::OffsetDateTime::now_utc();
+        let ca = crate::CertificateAuthority::generate("authz-test", now).unwrap();
+        let der = |id: &Identity| {
+            let issued = ca.issue(id, now, time::Duration::days(1)).unwrap();
+            crate::cert::pem_certs(&issued.cert_pem).unwrap().remove(0)
+        };
+        let edge = Identity::Service(ServiceName::Edge);
+        let workload = Identity::workload("acme", "billing").unwrap();
+        let (edge_der, workload_der) = (der(&edge), der(&workload));
+        let cache = IdentityCache::default();
+        for _ in 0..2 {
+            assert_eq!(cache.identity(edge_der.as_ref()).unwrap(), edge);
+            assert_eq!(cache.identity(workload_der.as_ref()).unwrap(), workload);
+            assert!(cache.identity(b"not a certificate").is_err());
+        }
+        assert_eq!(
+            cache.by_der.read().unwrap().len(),
+            2,
+            "failures are not kept"
+        );
+    }
+
+    #[test]
     fn deny_by_default_exact_and_wildcard_rules() {
         let edge = Identity::Service(ServiceName::Edge);
         let proxy = Identity::Service(ServiceName::Proxy);
