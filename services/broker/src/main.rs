@@ -1,10 +1,5 @@
 //! `locksmith-broker`: the OAuth broker process.
 
-/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
-/// server that allocates per request from every worker thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
@@ -21,6 +16,11 @@ use locksmith_broker::{
 };
 use locksmith_egress::EgressClient;
 use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, StorageChoice, system_clock};
+
+/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
+/// server that allocates per request from every worker thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The suite's own endpoints no custom provider may point at: the
 /// credential store, the OpenBao this broker stores in, and any the

@@ -1,16 +1,16 @@
 //! `locksmith-credstore`: the credential store process.
 
-/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
-/// server that allocates per request from every worker thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::{fs::OpenOptions, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
 use locksmith_credstore::{CredStore, CredStoreConfig, JsonLinesAudit, server, wrapper::Wrapper};
 use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, StorageChoice, system_clock};
+
+/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
+/// server that allocates per request from every worker thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Locksmith credential store (gRPC over mTLS).
 #[derive(Parser)]

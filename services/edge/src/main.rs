@@ -1,15 +1,15 @@
 //! `locksmith-edge`: the HTTP edge process.
 
-/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
-/// server that allocates per request from every worker thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 use locksmith_edge::{AppState, Backends, EdgeConfig};
+
+/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
+/// server that allocates per request from every worker thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Locksmith HTTP edge.
 #[derive(Parser)]

@@ -124,7 +124,7 @@ impl AccessCache {
     ) -> Result<Arc<Access>, ProxyError> {
         let config = self.config;
         self.slots
-            .slot(&connection.to_owned())
+            .slot(connection)
             .get_or_refill(
                 |a| a.usable_at(now, &config),
                 || self.source.fetch(principal, connection, 0, now),
@@ -143,7 +143,7 @@ impl AccessCache {
     ) -> Result<Arc<Access>, ProxyError> {
         let config = self.config;
         let version = refused.version;
-        let slot = self.slots.slot(&connection.to_owned());
+        let slot = self.slots.slot(connection);
         slot.get_or_refill(
             |a| a.version > version && a.usable_at(now, &config),
             || self.source.fetch(principal, connection, version, now),

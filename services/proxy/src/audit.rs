@@ -8,10 +8,7 @@
 //! An event is recorded when the call's response body has been sent (or the
 //! call failed, or the caller went away), so its figures are the real ones.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use locksmith_audit::AuditSink;
 use serde::Serialize;
@@ -104,11 +101,6 @@ impl Ticket {
         event.outcome = outcome;
         event.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Some(event)
-    }
-
-    /// Time since the call arrived.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use locksmith_egress::{EgressError, ErrorKind};
+use locksmith_egress::EgressError;
 use locksmith_errors::{ApiError, ErrorCode};
 
 use crate::{headers::HeaderError, target::PathError};
@@ -154,17 +154,9 @@ impl ProxyError {
                 limit,
                 hint: "",
             },
-            other => {
-                let kind = other.kind();
-                let host = match &other {
-                    EgressError::Unreachable { host, .. } | EgressError::Protocol { host, .. } => {
-                        host.clone()
-                    }
-                    _ => String::new(),
-                };
-                debug_assert!(matches!(kind, ErrorKind::Unreachable | ErrorKind::Protocol));
+            other @ (EgressError::Unreachable { .. } | EgressError::Protocol { .. }) => {
                 Self::Upstream {
-                    host,
+                    host: other.host().to_owned(),
                     detail: other.to_string(),
                 }
             }

@@ -281,11 +281,6 @@ impl Forwarder {
             None => request,
         })
     }
-
-    /// The credential cache.
-    pub fn access(&self) -> &AccessCache {
-        &self.access
-    }
 }
 
 /// The body for the next attempt: a whole body again and again, a stream

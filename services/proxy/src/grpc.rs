@@ -50,14 +50,19 @@ impl ProxyApi {
         }
     }
 
-    fn ticket(&self, principal: &Principal, head: &pb::RequestHead, now: OffsetDateTime) -> Ticket {
+    /// The call's audit event in the making: what was checked of its head,
+    /// else the caller's text (bounded).
+    fn ticket(
+        &self,
+        principal: &Principal,
+        head: &pb::RequestHead,
+        checked: Option<&CheckedHead>,
+        now: OffsetDateTime,
+    ) -> Ticket {
         let connection: String = head.connection.chars().take(MAX_CONNECTION_LEN).collect();
-        let integration = ConnectionRef::parse(&connection)
-            .map(|c| c.integration.to_string())
-            .unwrap_or_default();
-        let path = ApiPath::parse(&head.path)
-            .map(|p| p.template())
-            .unwrap_or_default();
+        let (integration, path) = checked.map_or_else(Default::default, |c| {
+            (c.connection.integration.to_string(), c.path.template())
+        });
         Ticket::new(
             Arc::clone(&self.audit),
             CallEvent {
@@ -81,9 +86,27 @@ impl ProxyApi {
 }
 
 /// A request head, checked.
-fn checked_head(
-    head: &pb::RequestHead,
-) -> Result<(ConnectionRef, Method, ApiPath, HeaderMap), ProxyError> {
+struct CheckedHead {
+    connection: ConnectionRef,
+    method: Method,
+    path: ApiPath,
+    headers: HeaderMap,
+}
+
+impl CheckedHead {
+    fn into_call(self, principal: Principal, body: Body) -> Call {
+        Call {
+            principal,
+            connection: self.connection,
+            method: self.method,
+            path: self.path,
+            headers: self.headers,
+            body,
+        }
+    }
+}
+
+fn checked_head(head: &pb::RequestHead) -> Result<CheckedHead, ProxyError> {
     let connection = ConnectionRef::parse(&head.connection).map_err(|_| {
         ProxyError::invalid(
             "head.connection",
@@ -111,7 +134,12 @@ fn checked_head(
             .map(|h| (h.name.as_str(), h.value.as_ref())),
     )
     .map_err(|e| ProxyError::header(&e))?;
-    Ok((connection, method, path, headers))
+    Ok(CheckedHead {
+        connection,
+        method,
+        path,
+        headers,
+    })
 }
 
 fn response_head(answer: &Answer) -> pb::ResponseHead {
@@ -155,10 +183,11 @@ impl TokenProxyService for ProxyApi {
         let now = (self.clock)();
         let pb::CallRequest { head, body } = request.into_inner();
         let head = head.unwrap_or_default();
-        let mut ticket = self.ticket(&principal, &head, now);
+        let checked = checked_head(&head);
+        let mut ticket = self.ticket(&principal, &head, checked.as_ref().ok(), now);
         let config = *self.forwarder.config();
         let outcome = async {
-            let (connection, method, path, headers) = checked_head(&head)?;
+            let checked = checked?;
             let len = u64::try_from(body.len()).unwrap_or(u64::MAX);
             if len > config.max_unary_bytes {
                 return Err(ProxyError::RequestTooLarge {
@@ -166,14 +195,7 @@ impl TokenProxyService for ProxyApi {
                 });
             }
             ticket.update(|e| e.bytes_in = len);
-            let call = Call {
-                principal,
-                connection,
-                method,
-                path,
-                headers,
-                body: Body::Full(body),
-            };
+            let call = checked.into_call(principal, Body::Full(body));
             let mut answer = self.forwarder.forward(call, now).await?;
             note_answer(&mut ticket, &answer);
             let limit = config.max_unary_bytes.min(config.max_response_bytes);
@@ -224,18 +246,19 @@ impl TokenProxyService for ProxyApi {
         let now = (self.clock)();
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.unwrap_or_default();
-        let head = first.head.clone().unwrap_or_default();
-        let mut ticket = self.ticket(&principal, &head, now);
+        let checked = match &first.head {
+            Some(head) => checked_head(head),
+            None => Err(ProxyError::invalid(
+                "head",
+                "the first message must carry the request head",
+            )),
+        };
+        let head = first.head.unwrap_or_default();
+        let mut ticket = self.ticket(&principal, &head, checked.as_ref().ok(), now);
         let config = *self.forwarder.config();
         let bytes_in = Arc::new(AtomicU64::new(0));
         let started = async {
-            if first.head.is_none() {
-                return Err(ProxyError::invalid(
-                    "head",
-                    "the first message must carry the request head",
-                ));
-            }
-            let (connection, method, path, headers) = checked_head(&head)?;
+            let checked = checked?;
             let body = request_body(
                 first.body,
                 inbound,
@@ -243,15 +266,9 @@ impl TokenProxyService for ProxyApi {
                 Arc::clone(&bytes_in),
             )
             .await?;
-            let call = Call {
-                principal,
-                connection,
-                method,
-                path,
-                headers,
-                body,
-            };
-            self.forwarder.forward(call, now).await
+            self.forwarder
+                .forward(checked.into_call(principal, body), now)
+                .await
         };
         let answer = match tokio::time::timeout(config.total_timeout, started).await {
             Ok(Ok(answer)) => answer,
@@ -281,8 +298,8 @@ async fn request_body(
     replay_buffer: usize,
     counted: Arc<AtomicU64>,
 ) -> Result<Body, ProxyError> {
+    let mut size = first.len();
     let mut buffered = vec![first];
-    let mut size = buffered[0].len();
     while size <= replay_buffer {
         match inbound.message().await {
             Ok(Some(message)) => {

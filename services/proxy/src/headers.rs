@@ -119,7 +119,14 @@ pub fn upstream_request_headers<'a>(
     for name in NEVER_UPSTREAM {
         headers.remove(*name);
     }
-    headers.retain_names(|name| !name.as_str().starts_with("proxy-"));
+    let proxy_headers: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy_headers {
+        headers.remove(name);
+    }
     Ok(headers)
 }
 
@@ -183,19 +190,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in HOP_BY_HOP {
         headers.remove(*name);
-    }
-}
-
-trait RetainNames {
-    fn retain_names(&mut self, keep: impl Fn(&HeaderName) -> bool);
-}
-
-impl RetainNames for HeaderMap {
-    fn retain_names(&mut self, keep: impl Fn(&HeaderName) -> bool) {
-        let drop: Vec<HeaderName> = self.keys().filter(|n| !keep(n)).cloned().collect();
-        for name in drop {
-            self.remove(name);
-        }
     }
 }
 

@@ -1,10 +1,5 @@
 //! `locksmith-proxy`: the token proxy process.
 
-/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
-/// server that allocates per request from every worker thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::{fs::OpenOptions, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
@@ -19,6 +14,11 @@ use locksmith_proxy::{
     limits::{RegistrySource, TenantLimits},
     server,
 };
+
+/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
+/// server that allocates per request from every worker thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Locksmith token proxy (gRPC over mTLS).
 #[derive(Parser)]

@@ -113,16 +113,6 @@ impl ApiPath {
         })
     }
 
-    /// The path, without the query.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// The query, without `?`.
-    pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
-    }
-
     /// The path with segments that look like identifiers (digits, long
     /// tokens, e-mail-like) replaced by `{id}`: what the audit trail keeps,
     /// so that it holds the call's shape and not a user's data.

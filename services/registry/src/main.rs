@@ -1,10 +1,5 @@
 //! `locksmith-registry`: the tenant registry process.
 
-/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
-/// server that allocates per request from every worker thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
@@ -13,6 +8,11 @@ use locksmith_registry::{
     CredStoreKeys, Registry, RegistryConfig, api_keys::secret::KeyHasher, server, system_clock,
 };
 use locksmith_store::{DocumentStore, EmbeddedStore, OpenBaoStore, StorageChoice};
+
+/// mimalloc: per-thread heaps, far cheaper than glibc malloc for a
+/// server that allocates per request from every worker thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Locksmith tenant registry (gRPC over mTLS).
 #[derive(Parser)]

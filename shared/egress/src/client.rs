@@ -17,7 +17,10 @@ use reqwest::{
     header::{self, HeaderMap, HeaderName, HeaderValue},
 };
 
-use crate::{EgressError, EgressPolicy, PolicyError, Refusal, forbidden_range, policy::Compiled};
+use crate::{
+    EgressError, EgressPolicy, PolicyError, Refusal, StreamLimits, forbidden_range,
+    policy::Compiled,
+};
 
 /// Resolves a host name to addresses. The system resolver in production; a
 /// scripted one in tests, to show that the addresses checked are the ones
@@ -146,52 +149,34 @@ impl EgressClient {
         &self,
         request: impl Into<EgressRequest>,
     ) -> Result<EgressResponse, EgressError> {
-        let request = request.into().inner;
+        let request = request.into();
         let host = host_label(request.url());
-        // IP literals never reach the resolver, so they are checked here; a
-        // host name is checked by the resolver on the addresses it returns
-        // for this very connection.
-        self.check_syntax(request.url(), &host)?;
         let limit = self.policy.timeout;
-        match tokio::time::timeout(limit, self.exchange(request, &host)).await {
+        match tokio::time::timeout(limit, self.read_whole(request)).await {
             Ok(result) => result,
             Err(_) => Err(EgressError::Timeout { host, limit }),
         }
     }
 
-    async fn exchange(
-        &self,
-        request: reqwest::Request,
-        host: &str,
-    ) -> Result<EgressResponse, EgressError> {
-        let connect_timeout = self.policy.connect_timeout;
-        let reqwest_error = |err| EgressError::from_reqwest(err, host, connect_timeout);
-        let mut response = self.http.execute(request).await.map_err(reqwest_error)?;
-        let limit = self.policy.max_response_bytes;
-        let too_large = || EgressError::TooLarge {
-            host: host.to_owned(),
-            limit,
+    /// The streamed exchange (every check of [`Self::send_streaming`]),
+    /// its body collected within the size limit.
+    async fn read_whole(&self, request: EgressRequest) -> Result<EgressResponse, EgressError> {
+        let limits = StreamLimits {
+            head_timeout: self.policy.timeout,
+            idle_timeout: self.policy.timeout,
+            max_body_bytes: self.policy.max_response_bytes,
         };
-        let declared = response.content_length().unwrap_or(0);
-        if declared > limit {
-            return Err(too_large());
-        }
-        let status = response.status();
-        let headers = std::mem::take(response.headers_mut());
+        let mut response = self.send_streaming(request, limits).await?;
         // Reserve what was declared (already bounded by the limit), so a
         // lying Content-Length costs at most one limit's worth of memory.
+        let declared = response.content_length.unwrap_or(0);
         let mut body = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0));
-        while let Some(chunk) = response.chunk().await.map_err(reqwest_error)? {
-            let total = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
-            if total > limit {
-                // Dropping the response closes the connection unread.
-                return Err(too_large());
-            }
+        while let Some(chunk) = response.chunk().await? {
             body.extend_from_slice(&chunk);
         }
         Ok(EgressResponse {
-            status,
-            headers,
+            status: response.status,
+            headers: std::mem::take(&mut response.headers),
             body: body.freeze(),
         })
     }

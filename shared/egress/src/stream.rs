@@ -82,11 +82,6 @@ impl EgressStream {
         Ok(chunk)
     }
 
-    /// Body bytes read so far.
-    pub fn received(&self) -> u64 {
-        self.received
-    }
-
     /// The URL's host, as errors name it.
     pub fn host(&self) -> &str {
         &self.host
