@@ -237,7 +237,7 @@ impl<S: DocumentStore> CustomProviders<S> {
         integration: &IntegrationId,
     ) -> Result<Arc<Provider>, BrokerError> {
         if let Some(p) = self.catalog.get(integration.as_str()) {
-            return Ok(Arc::new(p.clone()));
+            return Ok(Arc::clone(p));
         }
         let Some(tenant) = tenant else {
             return Err(BrokerError::NotFound("integration"));

@@ -188,7 +188,7 @@ fn state_error(e: StateError) -> BrokerError {
 /// the writes to that tenant (never the broker's every-tenant identity).
 fn callback_principal(pending: &PendingAuthorization) -> Principal {
     let mut subject = format!("oauth-callback:{}", pending.subject);
-    subject.truncate(500);
+    subject.truncate(subject.floor_char_boundary(500));
     Principal::Tenant {
         tenant: pending.tenant.clone(),
         roles: Roles::of([Role::Write]),

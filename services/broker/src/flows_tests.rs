@@ -149,6 +149,16 @@ fn the_callback_writes_as_the_states_tenant_only() {
         p.authorize(&TenantId::parse("beta").unwrap(), Access::Read)
             .is_err()
     );
+    // A long subject of multi-byte characters is cut on a character
+    // boundary, never inside one.
+    let long = PendingAuthorization {
+        subject: "jwt:https://issuer#".to_owned() + &"é".repeat(250),
+        ..pending
+    };
+    let Principal::Tenant { subject, .. } = callback_principal(&long) else {
+        panic!("a tenant principal");
+    };
+    assert!(subject.len() <= 500 && subject.starts_with("oauth-callback:jwt:"));
 }
 
 #[test]

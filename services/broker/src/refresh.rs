@@ -95,7 +95,7 @@ impl ProviderSource for Catalog {
     fn provider<'a>(&'a self, at: &'a ConnectionRef) -> ProviderFuture<'a> {
         let found = self
             .get(at.integration.as_str())
-            .map(|p| Arc::new(p.clone()))
+            .map(Arc::clone)
             .ok_or(BrokerError::NotFound("integration"));
         Box::pin(std::future::ready(found))
     }

@@ -489,7 +489,11 @@ pub fn apply_tokens(state: &mut ConnectionState, tokens: TokenSet, now: OffsetDa
     if let Some(refresh) = tokens.refresh_token {
         state.refresh_token = Some(refresh);
     }
-    state.expires_at = tokens.expires_in.map(|(lifetime, _)| now + lifetime);
+    // A provider's absurd `expires_in` (u64::MAX) must not overflow the clock:
+    // past what a date can hold, the token is treated as not expiring.
+    state.expires_at = tokens
+        .expires_in
+        .and_then(|(lifetime, _)| now.checked_add(time::Duration::try_from(lifetime).ok()?));
     if let Some(scopes) = tokens.scopes {
         state.scopes = scopes;
     }

@@ -48,6 +48,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use locksmith_domain::{FieldError, IntegrationId, Invalid};
 
@@ -134,7 +135,8 @@ pub enum CatalogError {
 /// The validated provider catalog.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    providers: BTreeMap<IntegrationId, Provider>,
+    /// Shared: every connection's calls look their entry up.
+    providers: BTreeMap<IntegrationId, Arc<Provider>>,
 }
 
 impl Catalog {
@@ -171,7 +173,7 @@ impl Catalog {
                 .and_then(|raw| validate::validate(&id, raw));
             match entry {
                 Ok(p) => {
-                    providers.insert(p.id.clone(), p);
+                    providers.insert(p.id.clone(), Arc::new(p));
                 }
                 Err(errors) => failures.push(EntryError { entry: id, errors }),
             }
@@ -184,14 +186,14 @@ impl Catalog {
     }
 
     /// An entry by id.
-    pub fn get(&self, id: &str) -> Option<&Provider> {
+    pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
         let id = IntegrationId::parse(id).ok()?;
         self.providers.get(&id)
     }
 
     /// Every entry, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {
-        self.providers.values()
+        self.providers.values().map(Arc::as_ref)
     }
 
     /// How many entries.

@@ -21,7 +21,7 @@ client_auth = "body"
     Catalog::parse(&text)
         .unwrap_or_else(|e| panic!("{e}"))
         .get(id)
-        .cloned()
+        .map(|p| Provider::clone(p))
         .unwrap()
 }
 
@@ -290,4 +290,25 @@ fn reads_nested_tokens_and_metadata() {
         )
         .unwrap();
     assert!(t.metadata.is_empty());
+}
+
+#[test]
+fn an_absurd_lifetime_never_overflows_the_expiry() {
+    let p = provider("std", "");
+    let body = br#"{"access_token":"at","expires_in":1e300}"#;
+    let t = p
+        .parse_token_response(TokenGrant::AuthorizationCode, 200, JSON, body)
+        .unwrap();
+    let now = time::OffsetDateTime::UNIX_EPOCH;
+    let mut state = crate::record::ConnectionState::new(
+        IntegrationId::parse("std").unwrap(),
+        AuthMode::OAuth2AuthorizationCode,
+        now,
+    );
+    crate::token::apply_tokens(&mut state, t, now);
+    assert_eq!(
+        state.expires_at, None,
+        "past any date: treated as not expiring"
+    );
+    assert_eq!(state.access_token.unwrap().expose_secret(), "at");
 }
