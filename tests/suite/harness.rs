@@ -542,9 +542,11 @@ async fn start_proxy(
         RegistrySource::connect_lazy(&format!("https://{registry_addr}"), "localhost", &tls)
             .unwrap();
     let max_message = usize::try_from(setup.upstream.max_unary_bytes).unwrap() + 256 * 1024;
+    let cache = AccessCache::new(Arc::new(source.clone()), setup.cache);
+    let changes = locksmith_proxy::changes::follow(source.client(), cache.invalidator());
     let forwarder = Forwarder::new(
         egress,
-        AccessCache::new(Arc::new(source), setup.cache),
+        cache,
         TenantLimits::new(Arc::new(registry), setup.limits),
         setup.upstream,
     );
@@ -560,6 +562,7 @@ async fn start_proxy(
         locksmith_proxy::server::serve(listener, &tls, api, max_message, stopped)
             .await
             .unwrap();
+        changes.abort();
     });
     let endpoint = Endpoint {
         url: format!("https://{addr}"),

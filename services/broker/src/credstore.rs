@@ -38,16 +38,26 @@ use locksmith_proto::credstore::v1::{
 };
 use locksmith_tls::TlsMaterial;
 use secrecy::SecretString;
+use tokio::sync::broadcast;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::BrokerError;
 use crate::record::{ConnectionState, RecordError};
 
 /// The credential store as the broker uses it. Cheap to clone (one channel).
+///
+/// Every connection record written or erased through it is announced on
+/// [`CredstoreClient::watch`]: the token proxy's cached credentials follow
+/// (WatchConnectionChanges).
 #[derive(Clone, Debug)]
 pub struct CredstoreClient {
     inner: CredentialStoreServiceClient<Channel>,
+    changes: broadcast::Sender<String>,
 }
+
+/// Changes a slow watcher may fall behind by before it is told to drop
+/// everything it cached.
+const CHANGES_BACKLOG: usize = 4096;
 
 /// An OAuth app (client id and secret) resolved for an owner.
 pub struct OAuthApp {
@@ -100,7 +110,19 @@ impl CredstoreClient {
     pub fn new(channel: Channel) -> Self {
         Self {
             inner: CredentialStoreServiceClient::new(channel),
+            changes: broadcast::channel(CHANGES_BACKLOG).0,
         }
+    }
+
+    /// The resource names of connection records written or erased through
+    /// this client (and its clones) from now on.
+    pub fn watch(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, at: &ConnectionRef) {
+        // No watcher is fine: nothing cached anywhere to drop.
+        let _ = self.changes.send(at.resource_name());
     }
 
     /// A client of the credential store at `url` (`https://host:port`),
@@ -171,6 +193,7 @@ impl CredstoreClient {
             .put_connection(request(message, principal))
             .await
             .map_err(|s| BrokerError::from_credstore(&s))?;
+        self.changed(at);
         Ok(answer.into_inner().version)
     }
 
@@ -191,6 +214,7 @@ impl CredstoreClient {
             .delete_connection(request(message, principal))
             .await
             .map_err(|s| BrokerError::from_credstore(&s))?;
+        self.changed(at);
         Ok(())
     }
 

@@ -447,6 +447,42 @@ impl<S: DocumentStore> CustomProviders<S> {
         Ok(())
     }
 
+    /// Erases every custom provider of `tenant` (deleted in the registry)
+    /// with its history, tombstones included; answers how many there were.
+    /// Idempotent: a sweep that stopped half-way is finished by the next.
+    pub async fn erase_tenant(&self, tenant: &TenantId) -> Result<u32, BrokerError> {
+        let folder = Self::folder(tenant)?;
+        let mut erased = 0u32;
+        loop {
+            // Each round erases what it listed, so the next round starts over.
+            let children = self
+                .store
+                .list(Some(&folder), None, MAX_PAGE_SIZE)
+                .await
+                .map_err(storage)?;
+            let documents: Vec<String> = children
+                .into_iter()
+                .filter_map(|child| match child {
+                    Child::Document(name) => Some(name),
+                    _ => None,
+                })
+                .collect();
+            if documents.is_empty() {
+                break;
+            }
+            for name in documents {
+                let key = Key::parse(&format!("{PREFIX}/{tenant}/{name}"))
+                    .map_err(|e| BrokerError::Internal(format!("custom provider key: {e}")))?;
+                self.store.delete_all(&key).await.map_err(storage)?;
+                if let Ok(integration) = IntegrationId::parse(&name) {
+                    self.forget(tenant, &integration);
+                }
+                erased = erased.saturating_add(1);
+            }
+        }
+        Ok(erased)
+    }
+
     async fn write(&self, key: &Key, stored: &Stored, cas: Cas) -> Result<u64, BrokerError> {
         let body = serde_json::to_vec(stored)
             .map_err(|e| BrokerError::Internal(format!("custom provider encoding: {e}")))?;

@@ -781,6 +781,12 @@ impl<S: DocumentStore> Broker<S> {
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
+
+    /// Names of connections whose records this replica writes or erases
+    /// from now on (for WatchConnectionChanges).
+    pub fn watch_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.credstore.watch()
+    }
 }
 
 /// What the token proxy needs for one connection: the credential and,

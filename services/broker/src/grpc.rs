@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use locksmith_auth::Principal;
+use locksmith_domain::TenantId;
 use locksmith_proto::broker::v1::{
     self as pb, o_auth_broker_service_server::OAuthBrokerService,
     store_credentials_request::Credentials as PbCredentials,
@@ -15,6 +17,7 @@ use locksmith_proto::broker::v1::{
 use locksmith_store::{Clock, DocumentStore};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
+use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -421,6 +424,70 @@ impl<S: DocumentStore> OAuthBrokerService for BrokerApi<S> {
             next_page_token: page.next_page_token,
         }))
     }
+
+    type WatchConnectionChangesStream = ChangeStream;
+
+    async fn watch_connection_changes(
+        &self,
+        _: Request<pb::WatchConnectionChangesRequest>,
+    ) -> Rpc<Self::WatchConnectionChangesStream> {
+        Ok(Response::new(change_stream(self.broker.watch_changes())))
+    }
+
+    async fn erase_tenant_providers(
+        &self,
+        request: Request<pb::EraseTenantProvidersRequest>,
+    ) -> Rpc<pb::EraseTenantProvidersResponse> {
+        let tenant = TenantId::parse(&request.get_ref().tenant).map_err(|_| {
+            status(BrokerError::InvalidArgument {
+                field: "tenant".into(),
+                reason: "must be a tenant id (lowercase letters, digits and dashes)".into(),
+            })
+        })?;
+        let erased = self
+            .broker
+            .erase_tenant_providers(&tenant)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::EraseTenantProvidersResponse {
+            erased: i32::try_from(erased).unwrap_or(i32::MAX),
+        }))
+    }
+}
+
+/// WatchConnectionChanges' answer.
+pub type ChangeStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::WatchConnectionChangesResponse, Status>> + Send>,
+>;
+
+/// Most names in one message: changes that arrive together go together.
+const CHANGES_PER_MESSAGE: usize = 256;
+
+/// A reset first (the watcher may have missed changes before it
+/// subscribed), then the names as they come, batched when they come
+/// together; a reset again whenever the watcher fell behind.
+fn change_stream(changes: broadcast::Receiver<String>) -> ChangeStream {
+    let first = pb::WatchConnectionChangesResponse {
+        names: Vec::new(),
+        reset: true,
+    };
+    let rest = futures::stream::unfold(changes, |mut changes| async move {
+        let mut message = pb::WatchConnectionChangesResponse::default();
+        match changes.recv().await {
+            Ok(name) => message.names.push(name),
+            Err(broadcast::error::RecvError::Lagged(_)) => message.reset = true,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+        while message.names.len() < CHANGES_PER_MESSAGE {
+            match changes.try_recv() {
+                Ok(name) => message.names.push(name),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => message.reset = true,
+                Err(_) => break,
+            }
+        }
+        Some((Ok(message), changes))
+    });
+    Box::pin(futures::stream::once(async { Ok(first) }).chain(rest))
 }
 
 /// How the proxy calls the integration's API, on the wire.

@@ -35,7 +35,10 @@ const EDGE_RPCS: &[&str] = &[
 ];
 /// What the token proxy calls: the credential to inject, and the
 /// connection's metadata (how the API takes it, its status).
-const PROXY_RPCS: &[&str] = &["GetAccessToken", "GetConnection"];
+const PROXY_RPCS: &[&str] = &["GetAccessToken", "GetConnection", "WatchConnectionChanges"];
+/// What the tenant registry calls: erasing a deleted tenant's custom
+/// providers, in its deletion sweep.
+const REGISTRY_RPCS: &[&str] = &["EraseTenantProviders"];
 /// How often storage health is probed for `grpc.health.v1`.
 const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// The `grpc.health.v1` names whose status follows the storage probe.
@@ -67,6 +70,12 @@ pub fn allow_list() -> AllowList {
         list = list.allow(
             &format!("{SERVICE}{rpc}"),
             [Allowed::Service(ServiceName::Proxy)],
+        );
+    }
+    for rpc in REGISTRY_RPCS {
+        list = list.allow(
+            &format!("{SERVICE}{rpc}"),
+            [Allowed::Service(ServiceName::Registry)],
         );
     }
     list
@@ -177,6 +186,29 @@ mod tests {
                 ServiceName::Broker,
             ] {
                 assert!(!list.permits(&path(rpc), &svc(who)), "{rpc} {who:?}");
+            }
+            assert!(!list.permits(&path(rpc), &workload), "{rpc}");
+        }
+        // The change announcements go to the proxy only; the erasure of a
+        // deleted tenant's providers is the registry's only.
+        let only = [
+            ("WatchConnectionChanges", ServiceName::Proxy),
+            ("EraseTenantProviders", ServiceName::Registry),
+        ];
+        for (rpc, caller) in only {
+            for who in [
+                ServiceName::Edge,
+                ServiceName::Proxy,
+                ServiceName::Registry,
+                ServiceName::CredentialStore,
+                ServiceName::Cli,
+                ServiceName::Broker,
+            ] {
+                assert_eq!(
+                    list.permits(&path(rpc), &svc(who)),
+                    who == caller,
+                    "{rpc} {who:?}"
+                );
             }
             assert!(!list.permits(&path(rpc), &workload), "{rpc}");
         }

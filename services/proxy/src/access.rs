@@ -7,7 +7,11 @@
 //! working through this replica. A 401 from the API drops it: the broker is
 //! asked for a credential newer than the refused one (it refreshes, or
 //! answers the one someone else refreshed meanwhile). Fetches are single
-//! flight per connection.
+//! flight per connection. The broker announces connections whose records
+//! change (stored, refreshed, revoked, deleted) and [`crate::changes`]
+//! drops their credentials at once; `max_age` bounds the rest (a change
+//! made through another broker replica, or while the announcements were
+//! cut off).
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -102,7 +106,25 @@ pub trait AccessSource: Send + Sync {
 pub struct AccessCache {
     source: Arc<dyn AccessSource>,
     config: CacheConfig,
-    slots: Slots<String, Access>,
+    slots: Arc<Slots<String, Access>>,
+}
+
+/// Drops cached credentials: what [`crate::changes`] holds of the cache.
+#[derive(Clone)]
+pub struct Invalidator {
+    slots: Arc<Slots<String, Access>>,
+}
+
+impl Invalidator {
+    /// Drops the credential of `connection` (a resource name).
+    pub fn forget(&self, connection: &str) {
+        self.slots.invalidate(connection);
+    }
+
+    /// Drops every cached credential.
+    pub fn forget_all(&self) {
+        self.slots.invalidate_all();
+    }
 }
 
 impl AccessCache {
@@ -111,7 +133,14 @@ impl AccessCache {
         Self {
             source,
             config,
-            slots: Slots::new(config.max_entries),
+            slots: Arc::new(Slots::new(config.max_entries)),
+        }
+    }
+
+    /// A handle that drops cached credentials.
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator {
+            slots: Arc::clone(&self.slots),
         }
     }
 
@@ -174,6 +203,11 @@ impl BrokerSource {
         Ok(Self {
             client: OAuthBrokerServiceClient::new(channel),
         })
+    }
+
+    /// The broker's client (for [`crate::changes`]).
+    pub fn client(&self) -> OAuthBrokerServiceClient<Channel> {
+        self.client.clone()
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Slot<T> {
     /// Bumped by every refill, so a waiter can tell that someone refilled
     /// while it waited.
     generation: AtomicU64,
+    /// Bumped by every [`Slot::invalidate`] (under `current`'s lock), so a
+    /// refill that was under way keeps what it fetched out of the cache.
+    epoch: AtomicU64,
     refilling: tokio::sync::Mutex<()>,
 }
 
@@ -34,6 +37,7 @@ impl<T> Default for Slot<T> {
             current: RwLock::new(None),
             failure: RwLock::new(None),
             generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             refilling: tokio::sync::Mutex::new(()),
         }
     }
@@ -46,6 +50,15 @@ impl<T> Slot<T> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Drops the cached value, so the next caller refills. A refill under
+    /// way still answers its own callers, but what it fetched may predate
+    /// the change that called for this, so it is not kept.
+    pub fn invalidate(&self) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        *current = None;
     }
 
     /// The cached value if `good` accepts it; else refills it with `fetch`,
@@ -77,11 +90,15 @@ impl<T> Slot<T> {
         {
             return Err(failure);
         }
+        let epoch = self.epoch.load(Ordering::Acquire);
         let outcome = fetch().await.map(Arc::new);
         match &outcome {
             Ok(value) => {
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Arc::clone(value));
+                let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    *current = Some(Arc::clone(value));
+                }
+                drop(current);
                 *self.failure.write().unwrap_or_else(PoisonError::into_inner) = None;
             }
             Err(e) => {
@@ -131,6 +148,39 @@ impl<K: Eq + Hash, T> Slots<K, T> {
             slots.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
         Arc::clone(slots.entry(key.to_owned()).or_default())
+    }
+}
+
+impl<K: Eq + Hash, T> Slots<K, T> {
+    /// Drops `key`'s cached value, if it has a slot.
+    pub fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let slot = self
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .map(Arc::clone);
+        if let Some(slot) = slot {
+            slot.invalidate();
+        }
+    }
+
+    /// Drops every cached value.
+    pub fn invalidate_all(&self) {
+        let slots: Vec<Arc<Slot<T>>> = self
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(Arc::clone)
+            .collect();
+        for slot in slots {
+            slot.invalidate();
+        }
     }
 }
 
@@ -208,6 +258,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(*v, 2);
+    }
+
+    #[tokio::test]
+    async fn an_invalidated_value_is_refetched_and_a_refill_under_way_is_not_kept() {
+        let slot = Arc::new(Slot::<u32>::default());
+        slot.get_or_refill(|_| true, || async { Ok(1) })
+            .await
+            .unwrap();
+        slot.invalidate();
+        assert!(slot.current().is_none());
+        // A refill that started before an invalidation answers its caller
+        // but leaves the slot empty.
+        let (started, start) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let refill = tokio::spawn({
+            let slot = Arc::clone(&slot);
+            async move {
+                slot.get_or_refill(
+                    |_| true,
+                    || async move {
+                        started.send(()).unwrap();
+                        released.await.unwrap();
+                        Ok(2)
+                    },
+                )
+                .await
+            }
+        });
+        start.await.unwrap();
+        slot.invalidate();
+        release.send(()).unwrap();
+        assert_eq!(*refill.await.unwrap().unwrap(), 2);
+        assert!(slot.current().is_none(), "a pre-change refill was kept");
+        let v = slot
+            .get_or_refill(|_| true, || async { Ok(3) })
+            .await
+            .unwrap();
+        assert_eq!(*v, 3);
+        assert_eq!(slot.current().as_deref(), Some(&3));
+    }
+
+    #[tokio::test]
+    async fn slots_are_invalidated_one_by_key_or_all() {
+        let slots = Slots::<String, u32>::new(10);
+        for key in ["a", "b"] {
+            slots
+                .slot(key)
+                .get_or_refill(|_| true, || async { Ok(1) })
+                .await
+                .unwrap();
+        }
+        slots.invalidate("a");
+        assert!(slots.slot("a").current().is_none());
+        assert!(slots.slot("b").current().is_some());
+        slots.invalidate("absent");
+        slots.invalidate_all();
+        assert!(slots.slot("b").current().is_none());
     }
 
     #[test]

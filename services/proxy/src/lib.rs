@@ -29,6 +29,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod changes;
 pub mod config;
 pub mod error;
 pub mod flight;

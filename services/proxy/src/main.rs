@@ -8,6 +8,7 @@ use locksmith_audit::JsonLinesAudit;
 use locksmith_egress::EgressClient;
 use locksmith_proxy::{
     access::{AccessCache, BrokerSource},
+    changes,
     config::ProxyConfig,
     forward::Forwarder,
     grpc::ProxyApi,
@@ -64,9 +65,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", config.audit.path.display()))?;
     let audit = Arc::new(JsonLinesAudit::start(audit_file).context("starting the audit writer")?);
     let upstream = config.upstream();
+    let cache = AccessCache::new(Arc::new(broker.clone()), config.cache());
+    let _changes = changes::follow(broker.client(), cache.invalidator());
     let forwarder = Forwarder::new(
         egress,
-        AccessCache::new(Arc::new(broker), config.cache()),
+        cache,
         TenantLimits::new(Arc::new(registry), config.limits()),
         upstream,
     );

@@ -375,3 +375,11 @@ impl<S: DocumentStore> Broker<S> {
         Ok(())
     }
 }
+
+impl<S: DocumentStore> Broker<S> {
+    /// Erases every custom provider of `tenant`, a deleted tenant (the
+    /// registry's deletion sweep): answers how many were erased.
+    pub async fn erase_tenant_providers(&self, tenant: &TenantId) -> Result<u32, BrokerError> {
+        self.customs.erase_tenant(tenant).await
+    }
+}
