@@ -27,6 +27,8 @@ const SECRET_BEARING: &[&str] = &[
     "locksmith.broker.v1.ImportedTokens",
     "locksmith.broker.v1.GetAccessTokenResponse",
     "locksmith.broker.v1.CompleteAuthorizationRequest",
+    // the state (also inside the URL) is half of what completes a flow
+    "locksmith.broker.v1.StartAuthorizationResponse",
     // a proxied call's headers and bodies are the caller's and the API's data
     "locksmith.proxy.v1.Header",
     "locksmith.proxy.v1.CallRequest",

@@ -8,7 +8,7 @@ use std::{collections::HashMap, fmt};
 use crate::{
     broker::v1::{
         ApiKeyCredentials, BasicCredentials, CompleteAuthorizationRequest, GetAccessTokenResponse,
-        ImportedTokens,
+        ImportedTokens, StartAuthorizationResponse,
     },
     credstore::v1::{Connection, PutConnectionRequest, PutSecretRequest, Secret},
     registry::v1::{CreateApiKeyResponse, VerifyApiKeyRequest},
@@ -143,6 +143,22 @@ impl fmt::Debug for CompleteAuthorizationRequest {
     }
 }
 
+/// The state is a bearer value until the flow completes, in its own field
+/// and in the URL's query; the URL is shown up to its query.
+impl fmt::Debug for StartAuthorizationResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self
+            .authorization_url
+            .split_once('?')
+            .map_or(self.authorization_url.as_str(), |(base, _)| base);
+        f.debug_struct("StartAuthorizationResponse")
+            .field("authorization_url", &format_args!("{url}?[redacted]"))
+            .field("state", &"[redacted]")
+            .field("expire_time", &self.expire_time)
+            .finish()
+    }
+}
+
 impl fmt::Debug for GetAccessTokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GetAccessTokenResponse")
@@ -234,6 +250,14 @@ mod tests {
                     state: secret.clone(),
                     code: secret.clone(),
                     ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                StartAuthorizationResponse {
+                    authorization_url: format!("https://p.example/auth?state={secret}&x=1"),
+                    state: secret.clone(),
+                    expire_time: None,
                 }
             ),
             format!(
