@@ -549,4 +549,33 @@ mod tests {
             pb::ConnectionStatus::NeedsReauth
         );
     }
+
+    #[tokio::test]
+    async fn changes_start_with_a_reset_come_batched_and_a_lag_resets_again() {
+        let (tx, rx) = broadcast::channel(4);
+        let mut stream = change_stream(rx);
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(first.reset && first.names.is_empty());
+        tx.send("tenants/a/integrations/x".to_owned()).unwrap();
+        tx.send("tenants/a/integrations/y".to_owned()).unwrap();
+        let batch = stream.next().await.unwrap().unwrap();
+        assert_eq!(
+            batch.names,
+            ["tenants/a/integrations/x", "tenants/a/integrations/y"]
+        );
+        assert!(!batch.reset);
+        // More than the backlog while the watcher is not reading: the
+        // oldest are lost, so the watcher is told to drop everything.
+        for i in 0..6 {
+            tx.send(format!("tenants/b/integrations/i{i}")).unwrap();
+        }
+        let lagged = stream.next().await.unwrap().unwrap();
+        assert!(lagged.reset, "{lagged:?}");
+        drop(tx);
+        let mut rest = Vec::new();
+        while let Some(message) = stream.next().await {
+            rest.extend(message.unwrap().names);
+        }
+        assert!(lagged.names.len() + rest.len() <= 4);
+    }
 }
