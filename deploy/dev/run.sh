@@ -66,6 +66,7 @@ env $(tls registry) LOCKSMITH_CONFIG=deploy/config/registry.toml \
   LOCKSMITH_LISTEN="$registry_addr" LOCKSMITH_STORAGE__PATH="$home/data/registry.db" \
   LOCKSMITH_API_KEYS__PEPPER_FILE="$home/data/api-key-pepper" \
   LOCKSMITH_SERVICES__CREDSTORE__URL="https://$credstore_addr" \
+  LOCKSMITH_SERVICES__BROKER__URL="https://$broker_addr" \
   "$bin/locksmith-registry" & pids+=($!)
 # The broker needs an OAuth app (secret system/secrets/oauth-apps/{integration}) only when a flow
 # of that integration starts, so it starts without any. Its public URL is the edge's: redirect

@@ -170,11 +170,22 @@ impl Suite {
 
         let registry_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let registry_addr = registry_listener.local_addr().unwrap();
+        // The broker's address too: the registry erases deleted tenants'
+        // custom providers there (it connects on first use).
+        let broker_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let registry_tls = load_tls(pki.path(), ServiceName::Registry);
         let keys = CredStoreKeys::connect(
             &RegistryEndpoint {
                 url: credstore.url.clone(),
                 server_name: credstore.server_name.clone(),
+            },
+            &registry_tls,
+        )
+        .unwrap()
+        .with_broker(
+            &RegistryEndpoint {
+                url: format!("https://{}", broker_listener.local_addr().unwrap()),
+                server_name: "localhost".into(),
             },
             &registry_tls,
         )
@@ -203,6 +214,7 @@ impl Suite {
         let edge_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let edge_url = format!("http://{}", edge_listener.local_addr().unwrap());
         let (broker, stop_broker) = start_broker(
+            broker_listener,
             pki.path(),
             &credstore,
             registry_addr,
@@ -571,10 +583,11 @@ async fn start_proxy(
     (endpoint, stop)
 }
 
-/// Starts a broker on a free port over the suite's credential store and
+/// Starts a broker on `listener` over the suite's credential store and
 /// registry, its pending authorizations in an embedded store in the
 /// suite's directory.
 async fn start_broker(
+    listener: TcpListener,
     pki: &Path,
     credstore: &Endpoint,
     registry_addr: SocketAddr,
@@ -615,7 +628,6 @@ async fn start_broker(
         )
         .with_registry(registry),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = stop_signal();
     tokio::spawn(async move {

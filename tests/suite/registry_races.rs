@@ -26,6 +26,9 @@ impl TenantKeys for NoopKeys {
     async fn erase_scope(&self, _: &Principal, _: &Scope) -> Result<(), KeyError> {
         Ok(())
     }
+    async fn erase_providers(&self, _: &TenantId) -> Result<(), KeyError> {
+        Ok(())
+    }
 }
 
 fn operator() -> Principal {

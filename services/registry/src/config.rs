@@ -31,6 +31,11 @@ pub struct Services {
     /// is created and shreds it when the tenant is deleted. Required: no
     /// tenant may exist without a key.
     pub credstore: Endpoint,
+    /// The OAuth broker, which erases a deleted tenant's custom providers
+    /// in the deletion sweep. Without it they outlive the tenant (and a
+    /// tenant created later with the same id would find them).
+    #[serde(default)]
+    pub broker: Option<Endpoint>,
 }
 
 /// One service's address.

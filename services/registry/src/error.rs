@@ -51,8 +51,9 @@ pub enum RegistryError {
     /// Storage failed; logged where it is turned into a status.
     #[error(transparent)]
     Storage(#[from] StoreError),
-    /// The credential store did not provision or shred a tenant's key; the
-    /// tenant's create or delete did not finish (a retry does).
+    /// The credential store did not provision or shred a tenant's key, or
+    /// the broker did not erase its custom providers; the tenant's create or
+    /// delete did not finish (a retry does).
     #[error(transparent)]
     Keys(KeyError),
     /// A stored document no longer parses; logged, answered as internal.
@@ -123,6 +124,14 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(
                     ErrorCode::Unavailable,
                     "the credential store is unavailable; retry later",
+                )
+                .with_retry_after(locksmith_store::RETRY_AFTER)
+            }
+            RegistryError::Keys(e @ KeyError::BrokerUnavailable(_)) => {
+                tracing::warn!(error = %e, "erasing a deleted tenant's custom providers failed");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the OAuth broker is unavailable; retry later",
                 )
                 .with_retry_after(locksmith_store::RETRY_AFTER)
             }

@@ -1,6 +1,9 @@
 //! Tenant keys follow tenants: the registry has the credential store
 //! provision a tenant's data key when it creates the tenant and shred it
-//! when it deletes the tenant (issue 11, "Tenant key lifecycle").
+//! when it deletes the tenant (issue 11, "Tenant key lifecycle"). A deleted
+//! tenant's custom providers, kept by the OAuth broker, are erased in the
+//! same sweep, so a tenant created later with the same id starts without
+//! them.
 //!
 //! [`TenantKeys`] is the seam: [`CredStoreKeys`] calls
 //! `locksmith.credstore.v1.CredentialStoreService` over mTLS with the
@@ -14,8 +17,11 @@ use std::time::Duration;
 
 use locksmith_auth::Principal;
 use locksmith_domain::{Scope, TenantId};
-use locksmith_proto::credstore::v1::{
-    self as pb, credential_store_service_client::CredentialStoreServiceClient,
+use locksmith_proto::{
+    broker::v1::{
+        EraseTenantProvidersRequest, o_auth_broker_service_client::OAuthBrokerServiceClient,
+    },
+    credstore::v1::{self as pb, credential_store_service_client::CredentialStoreServiceClient},
 };
 use locksmith_tls::TlsMaterial;
 use tonic::{Code, Request, transport::Channel};
@@ -35,13 +41,18 @@ pub enum KeyError {
     /// The tenant has a key already (only from [`TenantKeys::provision`]).
     #[error("the tenant's key exists already")]
     AlreadyExists,
-    /// The credential store could not be reached or answered UNAVAILABLE;
-    /// the call may be retried.
-    #[error("the credential store is unavailable: {0}")]
+    /// The credential store (or the broker) could not be reached or
+    /// answered UNAVAILABLE; the call may be retried. The message names the
+    /// peer and is for the log.
+    #[error("unavailable: {0}")]
     Unavailable(String),
-    /// The credential store refused the call (a deployment fault such as an
-    /// allow-list without the registry); the message is for the log.
-    #[error("the credential store refused the key call: {0}")]
+    /// The broker could not be reached or answered UNAVAILABLE (only from
+    /// [`TenantKeys::erase_providers`]); the delete may be retried.
+    #[error("the broker is unavailable: {0}")]
+    BrokerUnavailable(String),
+    /// The peer refused the call (a deployment fault such as an allow-list
+    /// without the registry); the message names it and is for the log.
+    #[error("refused: {0}")]
     Refused(String),
 }
 
@@ -57,17 +68,24 @@ pub trait TenantKeys: Send + Sync + 'static {
     /// Erases the secrets and connections of a member scope (an org, bot
     /// or user) and of everything inside it; succeeds if there are none.
     async fn erase_scope(&self, actor: &Principal, scope: &Scope) -> Result<(), KeyError>;
+
+    /// Erases a deleted `tenant`'s custom providers at the broker; succeeds
+    /// if there are none (or no broker is configured).
+    async fn erase_providers(&self, tenant: &TenantId) -> Result<(), KeyError>;
 }
 
 /// [`TenantKeys`] over the credential store's gRPC API.
 #[derive(Clone)]
 pub struct CredStoreKeys {
     client: CredentialStoreServiceClient<Channel>,
+    /// The broker, for a deleted tenant's custom providers; `None` when the
+    /// deployment runs none.
+    broker: Option<OAuthBrokerServiceClient<Channel>>,
 }
 
 /// The credential store's address could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("credential store at {url}: {source}")]
+#[error("service at {url}: {source}")]
 pub struct ConnectError {
     url: String,
     source: tonic::transport::Error,
@@ -79,22 +97,40 @@ impl CredStoreKeys {
     /// registry starts while the credential store is down; tenant creates and
     /// deletes then answer UNAVAILABLE until it is back.
     pub fn connect(endpoint: &Endpoint, tls: &TlsMaterial) -> Result<Self, ConnectError> {
-        let err = |source| ConnectError {
-            url: endpoint.url.clone(),
-            source,
-        };
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.url.clone())
+        Ok(Self {
+            client: CredentialStoreServiceClient::new(channel(endpoint, tls)?),
+            broker: None,
+        })
+    }
+
+    /// Also erases deleted tenants' custom providers at the broker at
+    /// `endpoint` (connected on first use, like the credential store).
+    pub fn with_broker(
+        mut self,
+        endpoint: &Endpoint,
+        tls: &TlsMaterial,
+    ) -> Result<Self, ConnectError> {
+        self.broker = Some(OAuthBrokerServiceClient::new(channel(endpoint, tls)?));
+        Ok(self)
+    }
+}
+
+/// A lazily connected mTLS channel to `endpoint`, each call bounded.
+fn channel(endpoint: &Endpoint, tls: &TlsMaterial) -> Result<Channel, ConnectError> {
+    let err = |source| ConnectError {
+        url: endpoint.url.clone(),
+        source,
+    };
+    Ok(
+        tonic::transport::Endpoint::from_shared(endpoint.url.clone())
             .map_err(err)?
             .tls_config(tls.client_tls(&endpoint.server_name))
             .map_err(err)?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Self {
-            client: CredentialStoreServiceClient::new(channel),
-        })
-    }
+            .connect_lazy(),
+    )
 }
 
 /// The request for `message`, carrying the principal the registry acts for.
@@ -117,7 +153,11 @@ fn owner(tenant: &TenantId) -> String {
 /// Sorts a refusal: transient failures (the store down, a timeout, a
 /// connection that broke) may be retried; anything else is a fault.
 fn classify(status: &tonic::Status) -> KeyError {
-    let what = format!("{:?}: {}", status.code(), status.message());
+    classify_from("the credential store", status)
+}
+
+fn classify_from(peer: &str, status: &tonic::Status) -> KeyError {
+    let what = format!("{peer}: {:?}: {}", status.code(), status.message());
     match status.code() {
         Code::AlreadyExists => KeyError::AlreadyExists,
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
@@ -178,6 +218,26 @@ impl TenantKeys for CredStoreKeys {
             .map(drop)
             .map_err(|s| classify(&s))
     }
+
+    async fn erase_providers(&self, tenant: &TenantId) -> Result<(), KeyError> {
+        let Some(broker) = &self.broker else {
+            return Ok(());
+        };
+        // As the registry itself: the broker allows this call to the
+        // registry's certificate only, whoever asked for the delete.
+        let message = EraseTenantProvidersRequest {
+            tenant: tenant.to_string(),
+        };
+        broker
+            .clone()
+            .erase_tenant_providers(Request::new(message))
+            .await
+            .map(drop)
+            .map_err(|s| match classify_from("the broker", &s) {
+                KeyError::Unavailable(what) => KeyError::BrokerUnavailable(what),
+                other => other,
+            })
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +256,8 @@ pub(crate) mod fake {
     pub struct MemoryKeys {
         pub keys: Mutex<BTreeSet<String>>,
         pub down: AtomicBool,
+        /// Makes only `erase_providers` (the broker) UNAVAILABLE.
+        pub broker_down: AtomicBool,
         /// Every call, in order: `provision acme`, `shred acme`.
         pub calls: Mutex<Vec<String>>,
     }
@@ -242,6 +304,17 @@ pub(crate) mod fake {
                 .push(format!("erase {}", scope.storage_path()));
             if self.down.load(Ordering::SeqCst) {
                 return Err(KeyError::Unavailable("down for the test".into()));
+            }
+            Ok(())
+        }
+
+        async fn erase_providers(&self, tenant: &TenantId) -> Result<(), KeyError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("erase-providers {tenant}"));
+            if self.broker_down.load(Ordering::SeqCst) {
+                return Err(KeyError::BrokerUnavailable("down for the test".into()));
             }
             Ok(())
         }

@@ -58,8 +58,18 @@ async fn run<S: DocumentStore>(
     config: &RegistryConfig,
     tls: &locksmith_tls::TlsMaterial,
 ) -> anyhow::Result<()> {
-    let keys = CredStoreKeys::connect(&config.services.credstore, tls)
+    let mut keys = CredStoreKeys::connect(&config.services.credstore, tls)
         .context("configuring the credential store client")?;
+    match &config.services.broker {
+        Some(broker) => {
+            keys = keys
+                .with_broker(broker, tls)
+                .context("configuring the broker client")?;
+        }
+        None => {
+            tracing::warn!("no [services.broker]: deleted tenants' custom providers are not erased")
+        }
+    }
     let registry = Arc::new(Registry::new(store, Arc::new(keys), system_clock()));
     tokio::spawn(resume_deletions(Arc::clone(&registry)));
     let hasher = Arc::new(

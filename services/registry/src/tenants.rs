@@ -18,7 +18,8 @@
 //!   ours was claimed after that removal, so any key present now was made
 //!   after the old one was destroyed and never sealed the old tenant's data.
 //! - **Delete**: mark `deleting` (check-and-set; the tenant is gone for
-//!   callers from here on) → shred the key → remove the tenant with
+//!   callers from here on) → shred the key → erase its custom providers at
+//!   the broker → remove the tenant with
 //!   everything inside it. The key goes *before* the record: a record that
 //!   outlived its key would be a tenant whose secrets are gone, but a key
 //!   that outlived its record could be adopted by a new tenant of the same
@@ -285,12 +286,16 @@ impl<S: DocumentStore> Registry<S> {
         Ok(())
     }
 
-    /// The rest of a delete once the tenant is marked: shred the key, drop
-    /// the API key index entries, sweep the tenant's records, erase the
+    /// The rest of a delete once the tenant is marked: shred the key, erase
+    /// its custom providers at the broker, drop the API key index entries, sweep the tenant's records, erase the
     /// tenant record last. Every step is idempotent.
     async fn finish_deletion(&self, actor: &Principal, id: &TenantId) -> Result<(), RegistryError> {
         self.keys
             .shred(actor, id)
+            .await
+            .map_err(RegistryError::Keys)?;
+        self.keys
+            .erase_providers(id)
             .await
             .map_err(RegistryError::Keys)?;
         self.drop_api_key_index(id).await?;

@@ -414,3 +414,33 @@ async fn connections_of_orgs_bots_and_users_are_their_own_and_invisible_to_other
         assert_eq!((status, listed), (200, json!({"connections": []})));
     }
 }
+
+#[tokio::test]
+async fn a_deleted_tenants_custom_providers_do_not_come_back_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (suite, _) = oidc_suite(&dir).await;
+    let definition = crm("https://127.0.0.1:9/token");
+    for tenant in ["acme", "beta"] {
+        let (status, body) = suite
+            .post(
+                &format!("/tenants/{tenant}/providers"),
+                json!({"integration": "crm", "definition": definition}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    assert_eq!(suite.delete("/tenants/acme").await.0, 204);
+    crate::harness::create_tenant(&suite, "acme").await;
+
+    // The new acme starts without the old one's provider…
+    let (status, listed) = suite.get("/tenants/acme/providers").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed, json!({"providers": []}));
+    let (status, body) = suite.get("/tenants/acme/providers/crm").await;
+    assert_problem(status, &body, 404, "NOT_FOUND");
+    // …and beta's is untouched.
+    let (status, kept) = suite.get("/tenants/beta/providers/crm").await;
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(kept["definition"], definition);
+}

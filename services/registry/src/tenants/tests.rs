@@ -82,7 +82,7 @@ async fn a_created_tenant_has_a_key_and_a_deleted_one_has_none() {
     assert!(!keys.has("acme"));
     assert_eq!(
         *keys.calls.lock().unwrap(),
-        ["provision acme", "shred acme"]
+        ["provision acme", "shred acme", "erase-providers acme"]
     );
     assert!(registry.read(&org("acme")).await.unwrap().is_none());
     assert!(
@@ -284,4 +284,59 @@ fn records_from_before_lifecycles_read_as_active_and_active_ones_are_written_the
         serde_json::from_slice(&serde_json::to_vec(&record.with(Lifecycle::Deleting)).unwrap())
             .unwrap();
     assert_eq!(deleting.lifecycle, Lifecycle::Deleting);
+}
+
+#[tokio::test]
+async fn a_delete_erases_the_custom_providers_after_the_key_and_a_broker_outage_is_resumed() {
+    use std::sync::atomic::Ordering;
+    let (registry, keys) = fixture();
+    registry
+        .create_tenant(&operator(), id("acme"), spec("acme"))
+        .await
+        .unwrap();
+    keys.broker_down.store(true, Ordering::SeqCst);
+    let refused = registry
+        .delete_tenant(&operator(), &id("acme"), Some(1))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(RegistryError::Keys(
+                crate::keys::KeyError::BrokerUnavailable(_)
+            ))
+        ),
+        "{refused:?}"
+    );
+    // The key is gone, the tenant invisible, and its id still taken: the
+    // sweep is not finished until the broker has erased the providers.
+    assert!(!keys.has("acme"));
+    assert!(is_not_found(registry.get_tenant(&id("acme")).await));
+    assert!(matches!(
+        registry
+            .create_tenant(&operator(), id("acme"), spec("acme"))
+            .await,
+        Err(RegistryError::AlreadyExists { .. })
+    ));
+    keys.broker_down.store(false, Ordering::SeqCst);
+    assert_eq!(registry.resume_deletions().await.unwrap(), 1);
+    let calls = keys.calls.lock().unwrap().clone();
+    let steps: Vec<&str> = calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.ends_with(" acme"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "provision acme",
+            "shred acme",
+            "erase-providers acme",
+            "shred acme",
+            "erase-providers acme"
+        ]
+    );
+    registry
+        .create_tenant(&operator(), id("acme"), spec("New acme"))
+        .await
+        .unwrap();
 }
